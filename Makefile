@@ -1,0 +1,78 @@
+# simile - build, test, demo, bench. `make help` lists the targets.
+CC      ?= cc
+OPT     ?= -O3 -march=native
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror
+DEFS    := -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+OMP     ?= -fopenmp
+CFLAGS  := $(WARN) $(OPT) $(OMP) $(DEFS) -Iinclude -Isrc -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -lopenblas -ljansson -lz -lpthread -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+B       := build
+SRC     := $(wildcard src/*.c)
+CLISRC  := $(wildcard cli/*.c)
+TESTSRC := $(wildcard tests/test_*.c)
+OBJ     := $(SRC:src/%.c=$(B)/obj/%.o)
+ASOBJ   := $(SRC:src/%.c=$(B)/asan/obj/%.o)
+TESTS   := $(TESTSRC:tests/%.c=$(B)/tests/%)
+ASTESTS := $(TESTSRC:tests/%.c=$(B)/asan/tests/%)
+
+.PHONY: all deps test test-fast test-asan demo bench clean help fixtures
+all: $(B)/libsimile.a $(B)/simile
+
+help:
+	@echo "make            build build/libsimile.a and build/simile"
+	@echo "make deps       install the Debian packages simile needs (as root)"
+	@echo "make test       build and run every test, then again under ASan+UBSan"
+	@echo "make demo       train mnist-net + ArcFace on Fashion-MNIST and evaluate it"
+	@echo "make bench      benchmark simile against PyTorch (if python3-torch is installed)"
+	@echo "make fixtures   regenerate tests/fixtures with PyTorch (tools/gen_ref.py)"
+
+deps:
+	@sh scripts/deps.sh
+
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+$(B)/asan/obj/%.o: src/%.c | $(B)/asan/obj
+	$(CC) $(CFLAGS) -O1 $(SAN) -c $< -o $@
+
+$(B)/libsimile.a: $(OBJ)
+	ar rcs $@ $^
+$(B)/asan/libsimile.a: $(ASOBJ)
+	ar rcs $@ $^
+
+$(B)/simile: $(CLISRC) $(B)/libsimile.a
+	$(CC) $(CFLAGS) $(CLISRC) -o $@ $(B)/libsimile.a $(LDLIBS)
+$(B)/asan/simile: $(CLISRC) $(B)/asan/libsimile.a
+	$(CC) $(CFLAGS) -O1 $(SAN) $(CLISRC) -o $@ $(B)/asan/libsimile.a $(LDLIBS)
+
+$(B)/tests/%: tests/%.c $(B)/libsimile.a | $(B)/tests
+	$(CC) $(CFLAGS) $< -o $@ $(B)/libsimile.a $(LDLIBS)
+$(B)/asan/tests/%: tests/%.c $(B)/asan/libsimile.a | $(B)/asan/tests
+	$(CC) $(CFLAGS) -O1 $(SAN) $< -o $@ $(B)/asan/libsimile.a $(LDLIBS)
+
+$(B)/obj $(B)/asan/obj $(B)/tests $(B)/asan/tests:
+	mkdir -p $@
+
+test: deps-check $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
+	@sh tests/run.sh $(TESTS) -- $(ASTESTS)
+
+test-fast: $(TESTS) $(B)/simile
+	@sh tests/run.sh $(TESTS)
+
+deps-check:
+	@sh scripts/deps.sh --check
+
+demo: deps $(B)/simile
+	@sh scripts/demo.sh
+
+bench: $(B)/simile
+	@sh bench/run.sh
+
+fixtures:
+	/usr/bin/python3 tools/gen_ref.py tests/fixtures
+
+clean:
+	rm -rf $(B)
+
+-include $(OBJ:.o=.d) $(ASOBJ:.o=.d)

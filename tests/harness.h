@@ -1,0 +1,48 @@
+/* harness.h - the tiny test harness: one program per module, every check
+ * counted, non-zero exit on any failure, closing line "N passed, N failed". */
+#ifndef SM_HARNESS_H
+#define SM_HARNESS_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int th_passed, th_failed;
+
+#define CHECK(cond) do { \
+    if (cond) th_passed++; \
+    else { th_failed++; fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); } \
+} while (0)
+
+#define CHECKF(cond, ...) do { \
+    if (cond) th_passed++; \
+    else { th_failed++; fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+           fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } \
+} while (0)
+
+/* Compares two float arrays; reports the worst element (relative to
+ * max(|ref|, floor)) and counts one check. Returns the worst relative error. */
+static double th_close(const char *what, const float *got, const float *ref, long n,
+                       double tol, double floor_)
+{
+    double worst = 0.0; long wi = -1;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        double s = fabs((double)ref[i]); if (s < floor_) s = floor_;
+        double r = d / s;
+        if (!(r <= worst)) { worst = r; wi = i; }   /* catches NaN too */
+    }
+    int ok = worst <= tol;
+    if (ok) th_passed++;
+    else th_failed++;
+    printf("%s %-40s max rel err %.3g%s", ok ? "ok  " : "FAIL", what, worst, ok ? "\n" : "");
+    if (!ok)
+        printf(" at [%ld]: got %.8g want %.8g (tol %.3g)\n", wi, (double)got[wi], (double)ref[wi], tol);
+    return worst;
+}
+
+static int th_done(void)
+{
+    printf("%d passed, %d failed\n", th_passed, th_failed);
+    return th_failed ? 1 : 0;
+}
+#endif
