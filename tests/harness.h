@@ -21,7 +21,7 @@ static int th_passed, th_failed;
 
 /* Compares two float arrays; reports the worst element (relative to
  * max(|ref|, floor)) and counts one check. Returns the worst relative error. */
-static double th_close(const char *what, const float *got, const float *ref, long n,
+static inline double th_close(const char *what, const float *got, const float *ref, long n,
                        double tol, double floor_)
 {
     double worst = 0.0; long wi = -1;
@@ -40,7 +40,7 @@ static double th_close(const char *what, const float *got, const float *ref, lon
     return worst;
 }
 
-static int th_done(void)
+static inline int th_done(void)
 {
     printf("%d passed, %d failed\n", th_passed, th_failed);
     return th_failed ? 1 : 0;

@@ -1,0 +1,242 @@
+/* test_model.c - spec parsing, whole-model gradients, heads, optimizers, a tiny training run. */
+#include <string.h>
+
+#include "harness.h"
+#include "head.h"
+#include "model.h"
+#include "rng.h"
+#include "simile.h"
+
+/* Smooth on purpose (no ReLU/max-pool kinks, which the kernel tests cover
+ * element by element): finite differences of the whole model are then exact
+ * up to float rounding. */
+static const char *small_spec =
+    "input 2 8 8\n"
+    "conv 4 k=3 p=1\n"
+    "bn\n"
+    "avgpool k=2\n"
+    "conv 6 k=3 s=2 p=1 bias=0   # 4x4 -> 2x2\n"
+    "bn\n"
+    "dropout2d p=0.5\n"
+    "flatten\n"
+    "linear 5\n"
+    "bn\n";
+
+static void test_spec_errors(void)
+{
+    sm_model *m = NULL;
+    sm_err err = {0};
+    CHECK(sm_model_new(&m, "input 1 8 8\nconv 4 k=3\nfoo\n", NULL, 0, 1, &err) == SM_ERR_ARG);
+    CHECKF(strstr(err.msg, "line 3") && strstr(err.msg, "unknown layer 'foo'"), "%s", err.msg);
+    CHECK(sm_model_new(&m, "input 1 8 8\nconv 4 k=3 q=2\n", NULL, 0, 1, &err) == SM_ERR_ARG);
+    CHECKF(strstr(err.msg, "line 2") && strstr(err.msg, "unknown key 'q'"), "%s", err.msg);
+    CHECK(sm_model_new(&m, "conv 4 k=3\n", NULL, 0, 1, &err) == SM_ERR_ARG);
+    CHECKF(strstr(err.msg, "input"), "%s", err.msg);
+    CHECK(sm_model_new(&m, "input 1 8 8\nlinear 4\n", NULL, 0, 1, &err) == SM_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "flatten"), "%s", err.msg);
+    CHECK(sm_model_new(&m, "input 1 4 4\nconv 2 k=7\nflatten\n", NULL, 0, 1, &err) == SM_ERR_SHAPE);
+    CHECK(sm_model_new(&m, "input 1 4 4\nconv 2 k=3\n", NULL, 0, 1, &err) == SM_ERR_SHAPE);
+    CHECK(sm_model_new(&m, "input 1 4 4\ndropout p=1.5\nflatten\n", NULL, 0, 1, &err) == SM_ERR_ARG);
+    CHECK(sm_model_new(&m, "input 1 4 4\nconv x k=3\n", NULL, 0, 1, &err) == SM_ERR_ARG);
+    CHECK(m == NULL);
+    sm_head_config hc;
+    CHECK(sm_head_config_default(&hc, "arcfaec", &err) == SM_ERR_ARG);
+    CHECKF(strstr(err.msg, "arcface"), "%s", err.msg);
+
+    /* the zoo network has the reference shapes: 576 -> D */
+    char buf[2048];
+    CHECK(sm_zoo_spec("mnist-net", 512, buf, sizeof buf, &err) != NULL);
+    CHECK(sm_head_config_default(&hc, "arcface", &err) == SM_OK);
+    CHECK(sm_model_new(&m, buf, &hc, 10, 1, &err) == SM_OK);
+    if (m) {
+        CHECK(sm_model_dim(m) == 512);
+        /* convs 16*9+16 + 16*144+16 + 32*144+32 + 32*288+32 + 64*288+64 + 64*576+64,
+         * BN 2*(16+16+32+32+64+64+64) , linear 576*512+512, BN1d 2*512, head 10*512 */
+        int64_t conv = 160 + 2320 + 4640 + 9248 + 18496 + 36928;
+        int64_t bn = 2 * (16 + 16 + 32 + 32 + 64 + 64 + 64);
+        int64_t want = conv + bn + 576 * 512 + 512 + 1024 + 5120;
+        CHECKF(sm_model_nparams(m) == want, "%lld vs %lld", (long long)sm_model_nparams(m),
+               (long long)want);
+        sm_tensor_info ti;
+        CHECK(sm_model_tensor(m, 0, &ti) == SM_OK && strcmp(ti.name, "layers.0.weight") == 0);
+        int found = 0;
+        for (int i = 0; i < sm_model_ntensors(m); i++) {
+            sm_model_tensor(m, i, &ti);
+            if (!strcmp(ti.name, "layers.24.weight") && ti.shape[0] == 512 && ti.shape[1] == 576) found++;
+            if (!strcmp(ti.name, "layers.25.running_var") && ti.shape[0] == 512) found++;
+            if (!strcmp(ti.name, "head.weight") && ti.shape[0] == 10 && ti.shape[1] == 512) found++;
+        }
+        CHECK(found == 3);
+    }
+    sm_model_free(m);
+    CHECK(sm_zoo_spec("nope", 8, buf, sizeof buf, &err) == NULL);
+    sm_model_free(NULL);
+}
+
+/* Directional finite differences of the whole model + head:
+ * (L(p + h v) - L(p - h v)) / 2h  vs  g . v, for random directions v. */
+static void test_model_gradients(const char *head_name)
+{
+    sm_err err = {0};
+    sm_head_config hc;
+    sm_head_config_default(&hc, head_name, &err);
+    sm_model *m = NULL;
+    if (sm_model_new(&m, small_spec, &hc, 4, 7, &err) != SM_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    int64_t n = 16, in = 2 * 8 * 8, np = sm_model_nparams(m);
+    float *x = malloc(sizeof(float) * (size_t)(n * in));
+    int32_t y[16] = {0, 1, 2, 3, 1, 2, 0, 3, 3, 2, 1, 0, 0, 1, 2, 3};
+    sm_rng r;
+    sm_rng_seed(&r, 3);
+    for (int64_t i = 0; i < n * in; i++) x[i] = (float)sm_rng_normal(&r);
+    double loss;
+    CHECK(sm_model_train_step(m, x, y, n, 42, &loss, NULL, &err) == SM_OK);
+    float *p = sm_model_params(m);
+    float *g = malloc(sizeof(float) * (size_t)np), *p0 = malloc(sizeof(float) * (size_t)np);
+    float *v = malloc(sizeof(float) * (size_t)np);
+    memcpy(g, sm_model_grads(m), sizeof(float) * (size_t)np);
+    memcpy(p0, p, sizeof(float) * (size_t)np);
+    double worst = 0;
+    for (int dir = 0; dir < 6; dir++) {
+        double gv = 0, vv = 0;
+        for (int64_t i = 0; i < np; i++) {
+            v[i] = (float)sm_rng_normal(&r);
+            gv += (double)g[i] * v[i];
+            vv += (double)v[i] * v[i];
+        }
+        double h = 3e-4 / sqrt(vv / (double)np);
+        double lp, lm;
+        for (int64_t i = 0; i < np; i++) p[i] = p0[i] + (float)(h * v[i]);
+        sm_model_train_step(m, x, y, n, 42, &lp, NULL, &err);
+        for (int64_t i = 0; i < np; i++) p[i] = p0[i] - (float)(h * v[i]);
+        sm_model_train_step(m, x, y, n, 42, &lm, NULL, &err);
+        memcpy(p, p0, sizeof(float) * (size_t)np);
+        double fd = (lp - lm) / (2 * h);
+        double rel = fabs(fd - gv) / fmax(fabs(gv), 1e-3);
+        if (rel > worst) worst = rel;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "model+%s directional FD", head_name);
+    printf("%s %-40s max rel err %.3g\n", worst < 2e-2 ? "ok  " : "FAIL", what, worst);
+    CHECK(worst < 2e-2);
+    free(x); free(g); free(p0); free(v);
+    sm_model_free(m);
+}
+
+/* phi and its derivative against central differences in double. */
+static void test_phi(void)
+{
+    const char *names[] = {"arcface", "cosface", "normface"};
+    double worst = 0;
+    for (int k = 0; k < 3; k++)
+        for (int easy = 0; easy < 2; easy++) {
+            sm_head_config c;
+            sm_head_config_default(&c, names[k], NULL);
+            c.easy_margin = easy;
+            double th = easy ? 0.0 : cos(M_PI - c.margin);
+            for (double x = -0.999; x < 0.999; x += 0.0123) {
+                if (fabs(x - th) < 1e-3) continue;   /* the switch point is a kink */
+                double d, dp, dm;
+                sm_head_phi(&c, x, &d);
+                double fp = sm_head_phi(&c, x + 1e-6, &dp), fm = sm_head_phi(&c, x - 1e-6, &dm);
+                double rel = fabs((fp - fm) / 2e-6 - d) / fmax(fabs(d), 1.0);
+                if (rel > worst) worst = rel;
+            }
+        }
+    printf("%s %-40s max rel err %.3g\n", worst < 1e-6 ? "ok  " : "FAIL", "phi'(cos) vs FD (double)", worst);
+    CHECK(worst < 1e-6);
+    /* ArcFace values at known points: cos(θ+m); and the fallback below cos(π-m) */
+    sm_head_config a;
+    sm_head_config_default(&a, "arcface", NULL);
+    double d;
+    CHECK(fabs(sm_head_phi(&a, cos(1.0), &d) - cos(1.5)) < 1e-12);
+    CHECK(fabs(sm_head_phi(&a, -0.95, &d) - (-0.95 - 0.5 * sin(0.5))) < 1e-12);
+    a.easy_margin = true;
+    CHECK(fabs(sm_head_phi(&a, -0.2, &d) + 0.2) < 1e-12);
+}
+
+/* A tiny separable problem: 4 classes of noisy prototypes must be learnt. */
+static void test_tiny_training(void)
+{
+    sm_err err = {0};
+    const char *spec = "input 1 8 8\nconv 8 k=3 p=1\nbn\nrelu\nmaxpool k=2\nflatten\nlinear 16\nbn\n";
+    sm_head_config hc;
+    sm_head_config_default(&hc, "arcface", &err);
+    hc.scale = 16;
+    sm_model *m = NULL, *m2 = NULL;
+    CHECK(sm_model_new(&m, spec, &hc, 4, 11, &err) == SM_OK);
+    CHECK(sm_model_new(&m2, spec, &hc, 4, 11, &err) == SM_OK);
+    if (!m || !m2) return;
+    sm_optim_config oc;
+    sm_optim_config_default(&oc, SM_OPTIM_SGD);
+    oc.lr = 0.05f;
+    sm_optim *o = NULL, *o2 = NULL;
+    CHECK(sm_optim_new(&o, &oc, sm_model_nparams(m), &err) == SM_OK);
+    CHECK(sm_optim_new(&o2, &oc, sm_model_nparams(m2), &err) == SM_OK);
+    enum { N = 32 };
+    float proto[4][64], x[N * 64];
+    int32_t y[N], pred[N];
+    sm_rng r;
+    sm_rng_seed(&r, 5);
+    for (int c = 0; c < 4; c++)
+        for (int i = 0; i < 64; i++) proto[c][i] = (float)sm_rng_normal(&r);
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; step++) {
+        for (int i = 0; i < N; i++) {
+            y[i] = (int32_t)sm_rng_below(&r, 4);
+            for (int k = 0; k < 64; k++) x[i * 64 + k] = proto[y[i]][k] + 0.8f * (float)sm_rng_normal(&r);
+        }
+        double loss, loss2;
+        CHECK(sm_model_train_step(m, x, y, N, (uint64_t)step, &loss, NULL, &err) == SM_OK);
+        sm_optim_step(o, sm_model_params(m), sm_model_grads(m), oc.lr);
+        sm_model_train_step(m2, x, y, N, (uint64_t)step, &loss2, NULL, &err);
+        sm_optim_step(o2, sm_model_params(m2), sm_model_grads(m2), oc.lr);
+        if (step == 0) first = loss;
+        last = loss;
+    }
+    CHECKF(last < 0.5 * first, "loss %g -> %g", first, last);
+    CHECK(memcmp(sm_model_params(m), sm_model_params(m2), sizeof(float) * (size_t)sm_model_nparams(m)) == 0);
+    CHECK(sm_model_predict(m, x, N, pred, &err) == SM_OK);
+    int ok = 0;
+    for (int i = 0; i < N; i++) ok += pred[i] == y[i];
+    CHECKF(ok >= N - 2, "%d/%d right", ok, N);
+    float emb[N * 16];
+    CHECK(sm_model_embed(m, x, N, emb, &err) == SM_OK);
+    double nrm = 0;
+    for (int k = 0; k < 16; k++) nrm += (double)emb[k] * emb[k];
+    CHECK(fabs(nrm - 1.0) < 1e-5);
+    /* labels out of range are refused */
+    y[3] = 9;
+    double loss;
+    CHECK(sm_model_train_step(m, x, y, N, 0, &loss, NULL, &err) == SM_ERR_ARG);
+    sm_optim_free(o); sm_optim_free(o2);
+    sm_model_free(m); sm_model_free(m2);
+}
+
+static void test_sched(void)
+{
+    sm_sched_config s = {.kind = SM_SCHED_COSINE};
+    CHECK(fabsf(sm_sched_lr(&s, 0.1f, 0, 100) - 0.1f) < 1e-7f);
+    CHECK(fabsf(sm_sched_lr(&s, 0.1f, 50, 100) - 0.05f) < 1e-6f);
+    CHECK(sm_sched_lr(&s, 0.1f, 99, 100) < 1e-3f);
+    s.warmup = 10;
+    CHECK(fabsf(sm_sched_lr(&s, 0.1f, 0, 100) - 0.01f) < 1e-7f);
+    CHECK(fabsf(sm_sched_lr(&s, 0.1f, 10, 100) - 0.1f) < 1e-7f);
+    sm_sched_config st = {.kind = SM_SCHED_STEP, .step_size = 10, .gamma = 0.1f};
+    CHECK(fabsf(sm_sched_lr(&st, 1.0f, 25, 100) - 0.01f) < 1e-7f);
+}
+
+int main(void)
+{
+    sm_threads_set(2);
+    test_spec_errors();
+    test_phi();
+    test_model_gradients("arcface");
+    test_model_gradients("cosface");
+    test_model_gradients("softmax");
+    test_tiny_training();
+    test_sched();
+    return th_done();
+}
