@@ -1,0 +1,315 @@
+/* conv.c - 2-D convolution on (C,N,H,W) activations: im2col + GEMM, and its
+ * naive twin. See kernels.h for the contract.
+ *
+ * The fast path splits the batch into chunks of whole images and runs one
+ * OpenMP loop over the chunks; each thread owns a column buffer in the scratch
+ * and calls sm_gemm (single-threaded inside a parallel region) on it:
+ *   forward   out[:, chunk] (Cout, nc*OH*OW) = W (Cout, K) @ col (K, nc*OH*OW)
+ *   backward  dW_t (Cout, K) += dout[:, chunk] @ col^T   (per-thread partial)
+ *             dcol = W^T @ dout[:, chunk], then col2im += into dinp
+ * with K = Cin*KH*KW. Because the layout is (C,N,H,W), a chunk's output for one
+ * channel is contiguous, so out[:, chunk] is a sub-matrix with row stride
+ * N*OH*OW. The per-thread dW partials are summed in thread order, so a given
+ * thread count gives bit-identical results. A 1x1, stride 1, unpadded conv
+ * needs no im2col: the input chunk is already the column matrix.
+ *
+ * It does not try to be clever with Winograd, FFT or direct AVX-512 kernels:
+ * on 28x28 images the GEMMs are small and memory traffic dominates. */
+#include "kernels.h"
+
+#include <string.h>
+
+#include "gemm.h"
+
+/* An OpenMP loop (static schedule) that disappears, without an unknown-pragma
+ * warning, in a build without OpenMP. */
+#ifdef _OPENMP
+#define SM_PRAGMA(x) _Pragma(#x)
+#define PAR_FOR(cond) SM_PRAGMA(omp parallel for schedule(static) if (cond))
+#else
+#define PAR_FOR(cond)
+#endif
+
+/* A column buffer of about 512 KiB stays in L2 next to the weights and gives
+ * the GEMM enough columns to run at full speed. */
+#define COL_TARGET_FLOATS ((int64_t)128 * 1024)
+
+int sm_conv_shape_init(sm_conv_shape *s)
+{
+    if (s->n <= 0 || s->cin <= 0 || s->h <= 0 || s->w <= 0 || s->cout <= 0 || s->kh <= 0 ||
+        s->kw <= 0 || s->stride <= 0 || s->pad < 0)
+        return -1;
+    if (s->kh > s->h + 2 * s->pad || s->kw > s->w + 2 * s->pad)
+        return -1;
+    s->oh = (s->h + 2 * s->pad - s->kh) / s->stride + 1;
+    s->ow = (s->w + 2 * s->pad - s->kw) / s->stride + 1;
+    return 0;
+}
+
+static int64_t conv_k(const sm_conv_shape *s) { return s->cin * s->kh * s->kw; }
+
+static bool conv_is_pointwise(const sm_conv_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* Images per chunk: a function of the shape only (not of the thread count). */
+static int64_t conv_chunk(const sm_conv_shape *s)
+{
+    int64_t per_image = conv_k(s) * s->oh * s->ow;
+    int64_t c = COL_TARGET_FLOATS / per_image;
+    if (c < 1) c = 1;
+    if (c > s->n) c = s->n;
+    return c;
+}
+
+/* Per-thread scratch: a column buffer (K, chunk*OH*OW), then a (Cout, K) dW partial. */
+static int64_t conv_col_floats(const sm_conv_shape *s)
+{
+    return conv_is_pointwise(s) ? 0 : conv_k(s) * conv_chunk(s) * s->oh * s->ow;
+}
+
+size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads)
+{
+    if (nthreads < 1) nthreads = 1;
+    return (size_t)nthreads * (size_t)(conv_col_floats(s) + s->cout * conv_k(s));
+}
+
+/* First and one-past-last output column whose input column ow*stride - pad + kj
+ * lies inside [0, W). */
+static void valid_range(int64_t *lo, int64_t *hi, int64_t kj, const sm_conv_shape *s)
+{
+    int64_t st = s->stride;
+    int64_t a = s->pad - kj, b = s->w + s->pad - kj;
+    int64_t l = a <= 0 ? 0 : (a + st - 1) / st;
+    int64_t h = b <= 0 ? 0 : (b + st - 1) / st;
+    if (h > s->ow) h = s->ow;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* col (K, nc*OH*OW) <- patches of images [n0, n0+nc). Row (ci,ki,kj), column (n,oh,ow). */
+static void im2col(float *col, const float *inp, const sm_conv_shape *s, int64_t n0, int64_t nc)
+{
+    const int64_t H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW, st = s->stride;
+    const int64_t cols = nc * P;
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t ki = 0; ki < s->kh; ki++)
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                float *dst = col + ((ci * s->kh + ki) * s->kw + kj) * cols;
+                int64_t lo, hi;
+                valid_range(&lo, &hi, kj, s);
+                for (int64_t n = 0; n < nc; n++) {
+                    const float *src = inp + (ci * s->n + n0 + n) * H * W;
+                    for (int64_t oh = 0; oh < OH; oh++) {
+                        float *d = dst + n * P + oh * OW;
+                        int64_t ih = oh * st - s->pad + ki;
+                        if (ih < 0 || ih >= H) {
+                            memset(d, 0, (size_t)OW * sizeof(float));
+                            continue;
+                        }
+                        const float *srow = src + ih * W - s->pad + kj;
+                        for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                        if (st == 1)
+                            memcpy(d + lo, srow + lo, (size_t)(hi - lo) * sizeof(float));
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++) d[ow] = srow[ow * st];
+                        for (int64_t ow = hi; ow < OW; ow++) d[ow] = 0.0f;
+                    }
+                }
+            }
+}
+
+/* dinp[images n0..n0+nc) += col2im(dcol): the adjoint of im2col. */
+static void col2im_add(float *dinp, const float *dcol, const sm_conv_shape *s, int64_t n0,
+                       int64_t nc)
+{
+    const int64_t H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW, st = s->stride;
+    const int64_t cols = nc * P;
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t ki = 0; ki < s->kh; ki++)
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float *src = dcol + ((ci * s->kh + ki) * s->kw + kj) * cols;
+                int64_t lo, hi;
+                valid_range(&lo, &hi, kj, s);
+                for (int64_t n = 0; n < nc; n++) {
+                    float *dimg = dinp + (ci * s->n + n0 + n) * H * W;
+                    for (int64_t oh = 0; oh < OH; oh++) {
+                        int64_t ih = oh * st - s->pad + ki;
+                        if (ih < 0 || ih >= H)
+                            continue;
+                        const float *d = src + n * P + oh * OW;
+                        float *drow = dimg + ih * W - s->pad + kj;
+                        if (st == 1)
+                            for (int64_t ow = lo; ow < hi; ow++) drow[ow] += d[ow];
+                        else
+                            for (int64_t ow = lo; ow < hi; ow++) drow[ow * st] += d[ow];
+                    }
+                }
+            }
+}
+
+void sm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       const sm_conv_shape *s, float *scratch)
+{
+    const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
+    const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
+    const int64_t per_thread = conv_col_floats(s) + s->cout * K;
+    const bool pointwise = conv_is_pointwise(s);
+    PAR_FOR(1)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t n0 = c * chunk, nc = n0 + chunk <= s->n ? chunk : s->n - n0;
+        int64_t cols = nc * P;
+        float *o = out + n0 * P;
+        if (pointwise) {
+            sm_gemm(false, false, s->cout, cols, K, 1.0f, weight, K, inp + n0 * P, NP, 0.0f,
+                    o, NP);
+        } else {
+            float *col = scratch + (int64_t)sm_thread_id() * per_thread;
+            im2col(col, inp, s, n0, nc);
+            sm_gemm(false, false, s->cout, cols, K, 1.0f, weight, K, col, cols, 0.0f, o, NP);
+        }
+        if (bias)
+            for (int64_t co = 0; co < s->cout; co++) {
+                float b = bias[co], *row = o + co * NP;
+                for (int64_t j = 0; j < cols; j++) row[j] += b;
+            }
+    }
+}
+
+void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const sm_conv_shape *s,
+                        float *scratch)
+{
+    const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
+    const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
+    const int64_t colf = conv_col_floats(s), per_thread = colf + s->cout * K;
+    const bool pointwise = conv_is_pointwise(s);
+    const int nt = sm_threads_get();
+
+    if (dbias) {
+        PAR_FOR(1)
+        for (int64_t co = 0; co < s->cout; co++) {
+            const float *row = dout + co * NP;
+            double acc = 0.0;
+            for (int64_t j = 0; j < NP; j++) acc += row[j];
+            dbias[co] += (float)acc;
+        }
+    }
+    if (!dinp && !dweight)
+        return;
+    if (dweight)
+        for (int t = 0; t < nt; t++)
+            memset(scratch + t * per_thread + colf, 0, (size_t)(s->cout * K) * sizeof(float));
+
+    PAR_FOR(1)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t n0 = c * chunk, nc = n0 + chunk <= s->n ? chunk : s->n - n0;
+        int64_t cols = nc * P;
+        float *mine = scratch + (int64_t)sm_thread_id() * per_thread;
+        const float *dchunk = dout + n0 * P;
+        if (pointwise) {
+            if (dweight)
+                sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, inp + n0 * P, NP, 1.0f,
+                        mine + colf, K);
+            if (dinp)
+                sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 1.0f,
+                        dinp + n0 * P, NP);
+            continue;
+        }
+        if (dweight) {
+            im2col(mine, inp, s, n0, nc);
+            sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, mine, cols, 1.0f,
+                    mine + colf, K);
+        }
+        if (dinp) {   /* the column buffer is free again: reuse it for dcol */
+            sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 0.0f, mine, cols);
+            col2im_add(dinp, mine, s, n0, nc);
+        }
+    }
+
+    if (dweight) {
+        const int64_t nw = s->cout * K;
+        PAR_FOR(1)
+        for (int64_t i = 0; i < nw; i++) {
+            float acc = 0.0f;
+            for (int t = 0; t < nt; t++) acc += scratch[t * per_thread + colf + i];
+            dweight[i] += acc;
+        }
+    }
+}
+
+/* ------------------------------------------------------------- naive twin */
+
+void sm_conv2d_forward_naive(float *out, const float *inp, const float *weight,
+                             const float *bias, const sm_conv_shape *s)
+{
+    const int64_t N = s->n, H = s->h, W = s->w, OH = s->oh, OW = s->ow;
+    for (int64_t co = 0; co < s->cout; co++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    double acc = bias ? bias[co] : 0.0;
+                    for (int64_t ci = 0; ci < s->cin; ci++)
+                        for (int64_t ki = 0; ki < s->kh; ki++)
+                            for (int64_t kj = 0; kj < s->kw; kj++) {
+                                int64_t ih = oh * s->stride - s->pad + ki;
+                                int64_t iw = ow * s->stride - s->pad + kj;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                acc += (double)weight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj] *
+                                       inp[((ci * N + n) * H + ih) * W + iw];
+                            }
+                    out[((co * N + n) * OH + oh) * OW + ow] = (float)acc;
+                }
+}
+
+void sm_conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, const sm_conv_shape *s)
+{
+    const int64_t N = s->n, H = s->h, W = s->w, OH = s->oh, OW = s->ow, st = s->stride;
+    if (dbias)
+        for (int64_t co = 0; co < s->cout; co++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < N * OH * OW; j++) acc += dout[co * N * OH * OW + j];
+            dbias[co] += (float)acc;
+        }
+    if (dweight)
+        for (int64_t co = 0; co < s->cout; co++)
+            for (int64_t ci = 0; ci < s->cin; ci++)
+                for (int64_t ki = 0; ki < s->kh; ki++)
+                    for (int64_t kj = 0; kj < s->kw; kj++) {
+                        double acc = 0.0;
+                        for (int64_t n = 0; n < N; n++)
+                            for (int64_t oh = 0; oh < OH; oh++)
+                                for (int64_t ow = 0; ow < OW; ow++) {
+                                    int64_t ih = oh * st - s->pad + ki, iw = ow * st - s->pad + kj;
+                                    if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                        continue;
+                                    acc += (double)dout[((co * N + n) * OH + oh) * OW + ow] *
+                                           inp[((ci * N + n) * H + ih) * W + iw];
+                                }
+                        dweight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj] += (float)acc;
+                    }
+    if (dinp)
+        for (int64_t ci = 0; ci < s->cin; ci++)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t ih = 0; ih < H; ih++)
+                    for (int64_t iw = 0; iw < W; iw++) {
+                        double acc = 0.0;
+                        for (int64_t co = 0; co < s->cout; co++)
+                            for (int64_t ki = 0; ki < s->kh; ki++)
+                                for (int64_t kj = 0; kj < s->kw; kj++) {
+                                    int64_t th = ih + s->pad - ki, tw = iw + s->pad - kj;
+                                    if (th < 0 || tw < 0 || th % st || tw % st)
+                                        continue;
+                                    int64_t oh = th / st, ow = tw / st;
+                                    if (oh >= OH || ow >= OW)
+                                        continue;
+                                    acc += (double)dout[((co * N + n) * OH + oh) * OW + ow] *
+                                           weight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj];
+                                }
+                        dinp[((ci * N + n) * H + ih) * W + iw] += (float)acc;
+                    }
+}

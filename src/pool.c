@@ -1,0 +1,163 @@
+/* pool.c - max/average pooling on independent planes, global average
+ * pooling and flatten. See kernels.h for the contract.
+ *
+ * One OpenMP loop over planes (or channels); every output element is written
+ * by exactly one thread and the backward of each plane touches only that
+ * plane, so there are no races and no thread-count dependence. Max pooling
+ * keeps the first maximum on ties (scan order h, then w), as PyTorch's CPU
+ * kernel; a NaN in a window wins, so NaNs propagate. */
+#include "kernels.h"
+
+/* An OpenMP loop (static schedule) that disappears, without an unknown-pragma
+ * warning, in a build without OpenMP. */
+#ifdef _OPENMP
+#define SM_PRAGMA(x) _Pragma(#x)
+#define PAR_FOR(cond) SM_PRAGMA(omp parallel for schedule(static) if (cond))
+#else
+#define PAR_FOR(cond)
+#endif
+
+#define PAR_MIN 32768
+
+void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t planes,
+                          int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
+                          int64_t oh, int64_t ow)
+{
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *x = inp + p * h * w;
+        float *y = out + p * oh * ow;
+        int32_t *am = argmax + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                int64_t h0 = i * stride - pad, w0 = j * stride - pad;
+                int64_t h1 = h0 + k < h ? h0 + k : h, w1 = w0 + k < w ? w0 + k : w;
+                if (h0 < 0) h0 = 0;
+                if (w0 < 0) w0 = 0;
+                int64_t best = h0 * w + w0;
+                float bv = x[best];
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) {
+                        float v = x[a * w + b];
+                        if (v > bv || (v != v && bv == bv)) {
+                            bv = v;
+                            best = a * w + b;
+                        }
+                    }
+                y[i * ow + j] = bv;
+                am[i * ow + j] = (int32_t)best;
+            }
+    }
+}
+
+void sm_maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax,
+                           int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float *dx = dinp + p * h * w;
+        const float *dy = dout + p * oh * ow;
+        const int32_t *am = argmax + p * oh * ow;
+        for (int64_t i = 0; i < oh * ow; i++) dx[am[i]] += dy[i];
+    }
+}
+
+/* With floor-mode output sizes no window reaches past the padded border, so
+ * count_include_pad=True always divides by k*k. */
+void sm_avgpool2d_forward(float *out, const float *inp, int64_t planes, int64_t h, int64_t w,
+                          int64_t k, int64_t stride, int64_t pad, int64_t oh, int64_t ow)
+{
+    const float inv = 1.0f / (float)(k * k);
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *x = inp + p * h * w;
+        float *y = out + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                int64_t h0 = i * stride - pad, w0 = j * stride - pad;
+                int64_t h1 = h0 + k < h ? h0 + k : h, w1 = w0 + k < w ? w0 + k : w;
+                if (h0 < 0) h0 = 0;
+                if (w0 < 0) w0 = 0;
+                float s = 0.0f;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) s += x[a * w + b];
+                y[i * ow + j] = s * inv;
+            }
+    }
+}
+
+void sm_avgpool2d_backward(float *dinp, const float *dout, int64_t planes, int64_t h,
+                           int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t oh,
+                           int64_t ow)
+{
+    if (!dinp)
+        return;
+    const float inv = 1.0f / (float)(k * k);
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float *dx = dinp + p * h * w;
+        const float *dy = dout + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                int64_t h0 = i * stride - pad, w0 = j * stride - pad;
+                int64_t h1 = h0 + k < h ? h0 + k : h, w1 = w0 + k < w ? w0 + k : w;
+                if (h0 < 0) h0 = 0;
+                if (w0 < 0) w0 = 0;
+                float g = dy[i * ow + j] * inv;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) dx[a * w + b] += g;
+            }
+    }
+}
+
+void sm_gap_forward(float *out, const float *inp, int64_t c, int64_t n, int64_t hw)
+{
+    PAR_FOR(c * n * hw >= PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t i = 0; i < n; i++) {
+            const float *x = inp + (ch * n + i) * hw;
+            double s = 0.0;
+            for (int64_t j = 0; j < hw; j++) s += x[j];
+            out[i * c + ch] = (float)(s / (double)hw);
+        }
+}
+
+void sm_gap_backward(float *dinp, const float *dout, int64_t c, int64_t n, int64_t hw)
+{
+    if (!dinp)
+        return;
+    const float inv = 1.0f / (float)hw;
+    PAR_FOR(c * n * hw >= PAR_MIN)
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t i = 0; i < n; i++) {
+            float *dx = dinp + (ch * n + i) * hw;
+            const float g = dout[i * c + ch] * inv;
+            for (int64_t j = 0; j < hw; j++) dx[j] += g;
+        }
+}
+
+void sm_flatten_forward(float *out, const float *inp, int64_t c, int64_t n, int64_t hw)
+{
+    PAR_FOR(c * n * hw >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            const float *x = inp + (ch * n + i) * hw;
+            float *y = out + i * c * hw + ch * hw;
+            for (int64_t j = 0; j < hw; j++) y[j] = x[j];
+        }
+}
+
+void sm_flatten_backward(float *dinp, const float *dout, int64_t c, int64_t n, int64_t hw)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(c * n * hw >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float *dx = dinp + (ch * n + i) * hw;
+            const float *dy = dout + i * c * hw + ch * hw;
+            for (int64_t j = 0; j < hw; j++) dx[j] += dy[j];
+        }
+}

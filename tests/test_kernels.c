@@ -1,0 +1,738 @@
+/* test_kernels.c - the backbone kernels (src/kernels.h) against
+ *   (a) PyTorch fixtures (tests/fixtures/kernels_ref.bin, tools/gen_ref.py):
+ *       every forward output and every gradient;
+ *   (b) central finite differences of L = sum(out * R) for every backward, on
+ *       a capped random subset of elements, skipping kinks (an element whose
+ *       +-h perturbation changes a ReLU sign or a max-pool argmax);
+ *       plus the accumulate rule (a second backward doubles the gradients);
+ *   (c) fast im2col+GEMM conv vs its naive twin on odd shapes, 1 and 2 threads;
+ *   (d) determinism: the same call twice gives bit-identical results;
+ *   and dropout's statistical and structural properties (no fixture: torch's
+ *   RNG is not ours).
+ * Run from the repository root. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "gemm.h"
+#include "harness.h"
+#include "kernels.h"
+#include "rng.h"
+
+#define FIXTURE "tests/fixtures/kernels_ref.bin"
+
+static fx_file *fx;
+static sm_rng rng;
+
+/* ------------------------------------------------------------- helpers */
+
+static float *fbuf(int64_t n)
+{
+    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
+    return p;
+}
+
+static float *frand(int64_t n, double scale)
+{
+    float *p = fbuf(n);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(sm_rng_normal(&rng) * scale);
+    return p;
+}
+
+static float *fdup(const float *src, int64_t n)
+{
+    float *p = fbuf(n);
+    memcpy(p, src, (size_t)n * sizeof(float));
+    return p;
+}
+
+/* Fixture tensor "<cs>/<t>"; a missing one is a failed check and a zero buffer. */
+static const float *get(const char *cs, const char *t, int64_t *n)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s/%s", cs, t);
+    const float *p = fx_get(fx, name, n);
+    CHECKF(p != NULL, "fixture tensor '%s' missing", name);
+    return p;
+}
+
+static int has_case(const char *cs)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s/cfg", cs);
+    return fx_get(fx, name, NULL) != NULL;
+}
+
+/* th_close with a floor scaled to the reference: relative where |ref| is
+ * within 5 % of the largest element, absolute (in units of it) below. */
+static double cmp(const char *cs, const char *what, const float *got, const float *ref,
+                  int64_t n, double tol)
+{
+    char label[128];
+    double mx = 0.0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)ref[i]));
+    snprintf(label, sizeof label, "%s %s", cs, what);
+    return th_close(label, got, ref, (long)n, tol, fmax(0.05 * mx, 1e-30));
+}
+
+#define TOL 1e-5
+
+/* ------------------------------------------------------------- (a) fixtures */
+
+static void fixture_conv(void)
+{
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "conv%d", i);
+        if (!has_case(cs))
+            break;
+        int64_t n;
+        const float *cfg = get(cs, "cfg", &n);
+        sm_conv_shape s = {.n = (int64_t)cfg[0], .cin = (int64_t)cfg[1], .h = (int64_t)cfg[2],
+                           .w = (int64_t)cfg[3], .cout = (int64_t)cfg[4], .kh = (int64_t)cfg[5],
+                           .kw = (int64_t)cfg[6], .stride = (int64_t)cfg[7], .pad = (int64_t)cfg[8]};
+        int hb = cfg[9] != 0.0f;
+        CHECK(sm_conv_shape_init(&s) == 0);
+        int64_t nx, nw, no;
+        const float *x = get(cs, "x", &nx), *w = get(cs, "w", &nw), *ref = get(cs, "out", &no);
+        const float *b = hb ? get(cs, "b", NULL) : NULL, *dout = get(cs, "dout", NULL);
+        CHECK(no == s.cout * s.n * s.oh * s.ow);
+        float *scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&s, sm_threads_get()));
+        float *out = fbuf(no), *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(s.cout);
+        sm_conv2d_forward(out, x, w, b, &s, scratch);
+        cmp(cs, "out", out, ref, no, TOL);
+        sm_conv2d_backward(dx, dw, hb ? db : NULL, dout, x, w, &s, scratch);
+        cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
+        cmp(cs, "dw", dw, get(cs, "dw", NULL), nw, TOL);
+        if (hb)
+            cmp(cs, "db", db, get(cs, "db", NULL), s.cout, TOL);
+        /* the naive twin against the same reference */
+        memset(dx, 0, (size_t)nx * 4); memset(dw, 0, (size_t)nw * 4); memset(db, 0, (size_t)s.cout * 4);
+        sm_conv2d_forward_naive(out, x, w, b, &s);
+        cmp(cs, "naive out", out, ref, no, TOL);
+        sm_conv2d_backward_naive(dx, dw, hb ? db : NULL, dout, x, w, &s);
+        cmp(cs, "naive dx", dx, get(cs, "dx", NULL), nx, TOL);
+        cmp(cs, "naive dw", dw, get(cs, "dw", NULL), nw, TOL);
+        if (hb)
+            cmp(cs, "naive db", db, get(cs, "db", NULL), s.cout, TOL);
+        free(scratch); free(out); free(dx); free(dw); free(db);
+    }
+}
+
+static void fixture_bn(void)
+{
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "bn%d", i);
+        if (!has_case(cs))
+            break;
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t outer = (int64_t)cfg[0], c = (int64_t)cfg[1], inner = (int64_t)cfg[2], n;
+        float mom = cfg[3], eps = cfg[4];
+        const float *x = get(cs, "x", &n), *gamma = get(cs, "gamma", NULL),
+                    *beta = get(cs, "beta", NULL), *dout = get(cs, "dout", NULL);
+        CHECK(n == outer * c * inner);
+        float *out = fbuf(n), *mean = fbuf(c), *invstd = fbuf(c), *dx = fbuf(n);
+        float *rm = fdup(get(cs, "rm0", NULL), c), *rv = fdup(get(cs, "rv0", NULL), c);
+        float *dg = fbuf(c), *dbeta = fbuf(c);
+        sm_bn_forward_train(out, mean, invstd, rm, rv, x, gamma, beta, outer, c, inner, mom, eps);
+        cmp(cs, "train out", out, get(cs, "out", NULL), n, TOL);
+        cmp(cs, "mean", mean, get(cs, "mean", NULL), c, TOL);
+        cmp(cs, "invstd", invstd, get(cs, "invstd", NULL), c, TOL);
+        cmp(cs, "running_mean", rm, get(cs, "rm", NULL), c, TOL);
+        cmp(cs, "running_var", rv, get(cs, "rv", NULL), c, TOL);
+        sm_bn_backward(dx, dg, dbeta, dout, x, mean, invstd, gamma, outer, c, inner);
+        cmp(cs, "dx", dx, get(cs, "dx", NULL), n, TOL);
+        cmp(cs, "dgamma", dg, get(cs, "dgamma", NULL), c, TOL);
+        cmp(cs, "dbeta", dbeta, get(cs, "dbeta", NULL), c, TOL);
+        sm_bn_forward_eval(out, x, gamma, beta, get(cs, "rm0", NULL), get(cs, "rv0", NULL), outer,
+                           c, inner, eps);
+        cmp(cs, "eval out", out, get(cs, "eval_out", NULL), n, TOL);
+        free(out); free(mean); free(invstd); free(dx); free(rm); free(rv); free(dg); free(dbeta);
+    }
+}
+
+static void fixture_act(void)
+{
+    int64_t n;
+    const float *x = get("relu0", "x", &n);
+    float *out = fbuf(n), *dx = fbuf(n);
+    sm_relu_forward(out, x, n);
+    cmp("relu0", "out", out, get("relu0", "out", NULL), n, 0.0);
+    sm_relu_backward(dx, get("relu0", "dout", NULL), out, n);
+    cmp("relu0", "dx", dx, get("relu0", "dx", NULL), n, 0.0);
+    free(out); free(dx);
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "prelu%d", i);
+        if (!has_case(cs))
+            break;
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t outer = (int64_t)cfg[0], c = (int64_t)cfg[1], inner = (int64_t)cfg[2];
+        const float *px = get(cs, "x", &n), *a = get(cs, "a", NULL);
+        float *pout = fbuf(n), *pdx = fbuf(n), *da = fbuf(c);
+        sm_prelu_forward(pout, px, a, outer, c, inner);
+        cmp(cs, "out", pout, get(cs, "out", NULL), n, TOL);
+        sm_prelu_backward(pdx, da, get(cs, "dout", NULL), px, a, outer, c, inner);
+        cmp(cs, "dx", pdx, get(cs, "dx", NULL), n, TOL);
+        cmp(cs, "da", da, get(cs, "da", NULL), c, TOL);
+        free(pout); free(pdx); free(da);
+    }
+}
+
+static void fixture_pool(void)
+{
+    for (int kind = 0; kind < 2; kind++)
+        for (int i = 0; ; i++) {
+            char cs[32];
+            snprintf(cs, sizeof cs, "%s%d", kind ? "avgpool" : "maxpool", i);
+            if (!has_case(cs))
+                break;
+            const float *cfg = get(cs, "cfg", NULL);
+            int64_t nn = (int64_t)cfg[0], c = (int64_t)cfg[1], h = (int64_t)cfg[2],
+                    w = (int64_t)cfg[3], k = (int64_t)cfg[4], st = (int64_t)cfg[5],
+                    pad = (int64_t)cfg[6], oh = (int64_t)cfg[7], ow = (int64_t)cfg[8];
+            CHECK(oh == (h + 2 * pad - k) / st + 1 && ow == (w + 2 * pad - k) / st + 1);
+            int64_t nx, no, planes = c * nn;
+            const float *x = get(cs, "x", &nx), *dout = get(cs, "dout", &no);
+            float *out = fbuf(no), *dx = fbuf(nx);
+            if (kind == 0) {
+                int32_t *am = calloc((size_t)no, sizeof(int32_t));
+                sm_maxpool2d_forward(out, am, x, planes, h, w, k, st, pad, oh, ow);
+                const float *ram = get(cs, "argmax", NULL);
+                int64_t bad = 0;
+                for (int64_t j = 0; j < no; j++) bad += am[j] != (int32_t)ram[j];
+                CHECKF(bad == 0, "%s: %lld argmax indices differ", cs, (long long)bad);
+                sm_maxpool2d_backward(dx, dout, am, planes, h, w, oh, ow);
+                free(am);
+            } else {
+                sm_avgpool2d_forward(out, x, planes, h, w, k, st, pad, oh, ow);
+                sm_avgpool2d_backward(dx, dout, planes, h, w, k, st, pad, oh, ow);
+            }
+            cmp(cs, "out", out, get(cs, "out", NULL), no, TOL);
+            cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
+            free(out); free(dx);
+        }
+    for (int kind = 0; kind < 2; kind++) {
+        const char *cs = kind ? "flatten0" : "gap0";
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t c = (int64_t)cfg[0], n = (int64_t)cfg[1], hw = (int64_t)cfg[2], nx, no;
+        const float *x = get(cs, "x", &nx), *dout = get(cs, "dout", &no);
+        float *out = fbuf(no), *dx = fbuf(nx);
+        if (kind) {
+            sm_flatten_forward(out, x, c, n, hw);
+            sm_flatten_backward(dx, dout, c, n, hw);
+        } else {
+            sm_gap_forward(out, x, c, n, hw);
+            sm_gap_backward(dx, dout, c, n, hw);
+        }
+        cmp(cs, "out", out, get(cs, "out", NULL), no, kind ? 0.0 : TOL);
+        cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, kind ? 0.0 : TOL);
+        free(out); free(dx);
+    }
+}
+
+static void fixture_linear(void)
+{
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "linear%d", i);
+        if (!has_case(cs))
+            break;
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t n = (int64_t)cfg[0], in = (int64_t)cfg[1], outf = (int64_t)cfg[2];
+        int hb = cfg[3] != 0.0f;
+        const float *x = get(cs, "x", NULL), *w = get(cs, "w", NULL);
+        const float *b = hb ? get(cs, "b", NULL) : NULL;
+        float *out = fbuf(n * outf), *dx = fbuf(n * in), *dw = fbuf(outf * in), *db = fbuf(outf);
+        sm_linear_forward(out, x, w, b, n, in, outf);
+        cmp(cs, "out", out, get(cs, "out", NULL), n * outf, TOL);
+        sm_linear_backward(dx, dw, hb ? db : NULL, get(cs, "dout", NULL), x, w, n, in, outf);
+        cmp(cs, "dx", dx, get(cs, "dx", NULL), n * in, TOL);
+        cmp(cs, "dw", dw, get(cs, "dw", NULL), outf * in, TOL);
+        if (hb)
+            cmp(cs, "db", db, get(cs, "db", NULL), outf, TOL);
+        free(out); free(dx); free(dw); free(db);
+    }
+}
+
+static void fixture_norm(void)
+{
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "l2norm%d", i);
+        if (!has_case(cs))
+            break;
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t n = (int64_t)cfg[0], d = (int64_t)cfg[1];
+        float eps = cfg[2];
+        const float *x = get(cs, "x", NULL);
+        float *out = fbuf(n * d), *norm = fbuf(n), *dx = fbuf(n * d);
+        sm_l2norm_forward(out, norm, x, n, d, eps);
+        cmp(cs, "out", out, get(cs, "out", NULL), n * d, TOL);
+        cmp(cs, "norm", norm, get(cs, "norm", NULL), n, TOL);
+        sm_l2norm_backward(dx, get(cs, "dout", NULL), out, norm, n, d, eps);
+        cmp(cs, "dx", dx, get(cs, "dx", NULL), n * d, TOL);
+        free(out); free(norm); free(dx);
+    }
+}
+
+/* ------------------------------------------------------------- (b) finite differences
+ * An fd_case names up to 4 differentiable inputs p[] with analytic gradients
+ * g[]; fwd() recomputes out from the current p[]; bwd() accumulates into g[]
+ * with dout = R; state() (optional) hashes the forward's discrete choices, so
+ * that an element whose perturbation flips one (a kink) is skipped. */
+#define FD_MAXP 4
+#define FD_CAP 24   /* elements checked per input (all of them when fewer) */
+
+typedef struct fd_case fd_case;
+struct fd_case {
+    const char *name;
+    int np;
+    const char *pname[FD_MAXP];
+    float *p[FD_MAXP], *g[FD_MAXP];
+    int64_t pn[FD_MAXP];
+    float *out, *R;
+    int64_t nout;
+    void (*fwd)(fd_case *);
+    void (*bwd)(fd_case *);
+    uint64_t (*state)(fd_case *);
+    double h;
+    /* op-specific */
+    sm_conv_shape cs;
+    int64_t a, b, c, d, e, f;
+    float *aux[4];
+    int32_t *iaux;
+    float *scratch;
+};
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t hsh = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) hsh = (hsh ^ b[i]) * 1099511628211ull;
+    return hsh;
+}
+
+static double fd_loss(fd_case *fc)
+{
+    fc->fwd(fc);
+    double l = 0.0;
+    for (int64_t i = 0; i < fc->nout; i++) l += (double)fc->out[i] * fc->R[i];
+    return l;
+}
+
+static double g_fd_worst_all = 0.0;
+
+static void fd_run(fd_case *fc, double tol)
+{
+    fc->R = frand(fc->nout, 1.0);
+    fc->fwd(fc);
+    uint64_t st0 = fc->state ? fc->state(fc) : 0;
+    for (int k = 0; k < fc->np; k++) memset(fc->g[k], 0, (size_t)fc->pn[k] * sizeof(float));
+    fc->bwd(fc);
+    /* accumulate rule: a second backward adds the same gradient again */
+    float *g1[FD_MAXP];
+    for (int k = 0; k < fc->np; k++) g1[k] = fdup(fc->g[k], fc->pn[k]);
+    fc->bwd(fc);
+    for (int k = 0; k < fc->np; k++) {
+        float *twice = fbuf(fc->pn[k]);
+        char label[96];
+        for (int64_t i = 0; i < fc->pn[k]; i++) twice[i] = 2.0f * g1[k][i];
+        snprintf(label, sizeof label, "accumulate %s d%s", fc->name, fc->pname[k]);
+        double mx = 0.0;
+        for (int64_t i = 0; i < fc->pn[k]; i++) mx = fmax(mx, fabs((double)twice[i]));
+        th_close(label, fc->g[k], twice, (long)fc->pn[k], 1e-6, fmax(0.05 * mx, 1e-30));
+        free(twice);
+    }
+    for (int k = 0; k < fc->np; k++) {
+        float *x = fc->p[k];
+        const float *ga = g1[k];
+        double gmax = 0.0, worst = 0.0;
+        int checked = 0, skipped = 0;
+        for (int64_t i = 0; i < fc->pn[k]; i++) gmax = fmax(gmax, fabs((double)ga[i]));
+        double floor_ = fmax(0.05 * gmax, 1e-6);
+        int64_t ncheck = fc->pn[k] < FD_CAP ? fc->pn[k] : FD_CAP;
+        for (int64_t t = 0; t < ncheck; t++) {
+            /* the first 4 elements always (cases plant their kinks there), then random ones */
+            int64_t i = fc->pn[k] <= FD_CAP || t < 4 ? t
+                                                     : (int64_t)sm_rng_below(&rng, (uint64_t)fc->pn[k]);
+            float v = x[i], xp = (float)(v + fc->h), xm = (float)(v - fc->h);
+            x[i] = xp;
+            double lp = fd_loss(fc);
+            uint64_t sp = fc->state ? fc->state(fc) : 0;
+            x[i] = xm;
+            double lm = fd_loss(fc);
+            uint64_t sm = fc->state ? fc->state(fc) : 0;
+            x[i] = v;
+            if (sp != st0 || sm != st0) { skipped++; continue; }
+            double fd = (lp - lm) / ((double)xp - (double)xm);
+            double rel = fabs(fd - ga[i]) / fmax(fmax(fabs(fd), fabs((double)ga[i])), floor_);
+            if (rel > worst) worst = rel;
+            checked++;
+        }
+        fc->fwd(fc);
+        int ok = worst <= tol && checked > 0;
+        if (ok) th_passed++; else th_failed++;
+        char label[96];
+        snprintf(label, sizeof label, "%s d%s", fc->name, fc->pname[k]);
+        printf("%s fd %-34s max rel err %.3g (%d checked, %d kinks skipped, tol %.0e)\n",
+               ok ? "ok  " : "FAIL", label, worst, checked, skipped, tol);
+        if (worst > g_fd_worst_all) g_fd_worst_all = worst;
+        free(g1[k]);
+    }
+    free(fc->R);
+}
+
+/* -- per-op closures */
+static void conv_fwd(fd_case *f) { sm_conv2d_forward(f->out, f->p[0], f->p[1], f->np > 2 ? f->p[2] : NULL, &f->cs, f->scratch); }
+static void conv_bwd(fd_case *f) { sm_conv2d_backward(f->g[0], f->g[1], f->np > 2 ? f->g[2] : NULL, f->R, f->p[0], f->p[1], &f->cs, f->scratch); }
+/* a = outer, b = c, c = inner; aux0 mean, aux1 invstd */
+static void bn_fwd(fd_case *f) { sm_bn_forward_train(f->out, f->aux[0], f->aux[1], NULL, NULL, f->p[0], f->p[1], f->p[2], f->a, f->b, f->c, 0.1f, 1e-5f); }
+static void bn_bwd(fd_case *f) { sm_bn_backward(f->g[0], f->g[1], f->g[2], f->R, f->p[0], f->aux[0], f->aux[1], f->p[1], f->a, f->b, f->c); }
+static void relu_fwd(fd_case *f) { sm_relu_forward(f->out, f->p[0], f->nout); }
+static void relu_bwd(fd_case *f) { sm_relu_backward(f->g[0], f->R, f->out, f->nout); }
+static uint64_t relu_state(fd_case *f)
+{
+    uint64_t hsh = 0;
+    for (int64_t i = 0; i < f->nout; i++) hsh = hsh * 31 + (f->out[i] > 0.0f);
+    return hsh;
+}
+static void prelu_fwd(fd_case *f) { sm_prelu_forward(f->out, f->p[0], f->p[1], f->a, f->b, f->c); }
+static void prelu_bwd(fd_case *f) { sm_prelu_backward(f->g[0], f->g[1], f->R, f->p[0], f->p[1], f->a, f->b, f->c); }
+static uint64_t prelu_state(fd_case *f)
+{
+    uint64_t hsh = 0;
+    for (int64_t i = 0; i < f->nout; i++) hsh = hsh * 31 + (f->p[0][i] > 0.0f);
+    return hsh;
+}
+/* a = groups, b = group_size; aux0 = mask */
+static void drop_fwd(fd_case *f) { sm_dropout_forward(f->out, f->aux[0], f->p[0], f->a, f->b, 0.4f, 77); }
+static void drop_bwd(fd_case *f) { sm_dropout_backward(f->g[0], f->R, f->aux[0], f->a, f->b); }
+/* a planes, b h, c w, d k, e stride, f pad; oh/ow from cs.oh/cs.ow */
+static void maxp_fwd(fd_case *f) { sm_maxpool2d_forward(f->out, f->iaux, f->p[0], f->a, f->b, f->c, f->d, f->e, f->f, f->cs.oh, f->cs.ow); }
+static void maxp_bwd(fd_case *f) { sm_maxpool2d_backward(f->g[0], f->R, f->iaux, f->a, f->b, f->c, f->cs.oh, f->cs.ow); }
+static uint64_t maxp_state(fd_case *f) { return hash_bytes(f->iaux, (size_t)f->nout * sizeof(int32_t)); }
+static void avgp_fwd(fd_case *f) { sm_avgpool2d_forward(f->out, f->p[0], f->a, f->b, f->c, f->d, f->e, f->f, f->cs.oh, f->cs.ow); }
+static void avgp_bwd(fd_case *f) { sm_avgpool2d_backward(f->g[0], f->R, f->a, f->b, f->c, f->d, f->e, f->f, f->cs.oh, f->cs.ow); }
+/* a c, b n, c hw */
+static void gap_fwd(fd_case *f) { sm_gap_forward(f->out, f->p[0], f->a, f->b, f->c); }
+static void gap_bwd(fd_case *f) { sm_gap_backward(f->g[0], f->R, f->a, f->b, f->c); }
+static void flat_fwd(fd_case *f) { sm_flatten_forward(f->out, f->p[0], f->a, f->b, f->c); }
+static void flat_bwd(fd_case *f) { sm_flatten_backward(f->g[0], f->R, f->a, f->b, f->c); }
+/* a n, b in, c out */
+static void lin_fwd(fd_case *f) { sm_linear_forward(f->out, f->p[0], f->p[1], f->p[2], f->a, f->b, f->c); }
+static void lin_bwd(fd_case *f) { sm_linear_backward(f->g[0], f->g[1], f->g[2], f->R, f->p[0], f->p[1], f->a, f->b, f->c); }
+/* a n, b d; aux0 norm; eps 1e-12 */
+static void l2_fwd(fd_case *f) { sm_l2norm_forward(f->out, f->aux[0], f->p[0], f->a, f->b, 1e-12f); }
+static void l2_bwd(fd_case *f) { sm_l2norm_backward(f->g[0], f->R, f->out, f->aux[0], f->a, f->b, 1e-12f); }
+
+static void fd_param(fd_case *f, const char *name, int64_t n, double scale)
+{
+    int k = f->np++;
+    f->pname[k] = name;
+    f->pn[k] = n;
+    f->p[k] = frand(n, scale);
+    f->g[k] = fbuf(n);
+}
+
+static void fd_free(fd_case *f)
+{
+    for (int k = 0; k < f->np; k++) { free(f->p[k]); free(f->g[k]); }
+    for (int k = 0; k < 4; k++) free(f->aux[k]);
+    free(f->out); free(f->iaux); free(f->scratch);
+}
+
+static void fd_conv(const char *name, sm_conv_shape s, int bias)
+{
+    fd_case f = {.name = name, .fwd = conv_fwd, .bwd = conv_bwd, .h = 1e-2, .cs = s};
+    CHECK(sm_conv_shape_init(&f.cs) == 0);
+    fd_param(&f, "x", f.cs.cin * f.cs.n * f.cs.h * f.cs.w, 1.0);
+    fd_param(&f, "w", f.cs.cout * f.cs.cin * f.cs.kh * f.cs.kw, 0.5);
+    if (bias) fd_param(&f, "b", f.cs.cout, 1.0);
+    f.nout = f.cs.cout * f.cs.n * f.cs.oh * f.cs.ow;
+    f.out = fbuf(f.nout);
+    f.scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&f.cs, sm_threads_get()));
+    fd_run(&f, 2e-3);
+    fd_free(&f);
+}
+
+static void fd_bn(const char *name, int64_t outer, int64_t c, int64_t inner)
+{
+    fd_case f = {.name = name, .fwd = bn_fwd, .bwd = bn_bwd, .h = 1e-2, .a = outer, .b = c, .c = inner};
+    fd_param(&f, "x", outer * c * inner, 1.0);
+    fd_param(&f, "gamma", c, 1.0);
+    fd_param(&f, "beta", c, 1.0);
+    f.nout = outer * c * inner;
+    f.out = fbuf(f.nout);
+    f.aux[0] = fbuf(c); f.aux[1] = fbuf(c);
+    fd_run(&f, 5e-3);
+    fd_free(&f);
+}
+
+static void fd_pool(const char *name, int max, int64_t planes, int64_t h, int64_t w, int64_t k,
+                    int64_t st, int64_t pad)
+{
+    fd_case f = {.name = name, .fwd = max ? maxp_fwd : avgp_fwd, .bwd = max ? maxp_bwd : avgp_bwd,
+                 .state = max ? maxp_state : NULL, .h = 1e-2,
+                 .a = planes, .b = h, .c = w, .d = k, .e = st, .f = pad};
+    f.cs.oh = (h + 2 * pad - k) / st + 1;
+    f.cs.ow = (w + 2 * pad - k) / st + 1;
+    fd_param(&f, "x", planes * h * w, 1.0);
+    f.p[0][0] = 5.0f;   /* a near-tie for the first window's maximum: a kink to skip */
+    f.p[0][1] = 5.004f;
+    f.nout = planes * f.cs.oh * f.cs.ow;
+    f.out = fbuf(f.nout);
+    f.iaux = calloc((size_t)f.nout, sizeof(int32_t));
+    fd_run(&f, 2e-3);
+    fd_free(&f);
+}
+
+static void finite_differences(void)
+{
+    sm_conv_shape c1 = {.n = 2, .cin = 3, .h = 6, .w = 5, .cout = 4, .kh = 3, .kw = 3, .stride = 1, .pad = 1};
+    sm_conv_shape c2 = {.n = 3, .cin = 2, .h = 7, .w = 7, .cout = 3, .kh = 5, .kw = 5, .stride = 2, .pad = 2};
+    sm_conv_shape c3 = {.n = 2, .cin = 4, .h = 3, .w = 4, .cout = 3, .kh = 1, .kw = 1, .stride = 1, .pad = 0};
+    fd_conv("conv 3x3 s1 p1 (x,w,b)", c1, 1);
+    fd_conv("conv 5x5 s2 p2 (x,w)", c2, 0);
+    fd_conv("conv 1x1 (x,w,b)", c3, 1);
+    fd_bn("bn2d (x,gamma,beta)", 1, 3, 40);
+    fd_bn("bn1d (x,gamma,beta)", 10, 4, 1);
+    fd_bn("bn (N,C,L) (x,gamma,beta)", 3, 2, 5);
+    {
+        fd_case f = {.name = "relu (x)", .fwd = relu_fwd, .bwd = relu_bwd, .state = relu_state, .h = 1e-2};
+        fd_param(&f, "x", 60, 1.0);
+        for (int i = 0; i < 6; i++) f.p[0][i] = i % 2 ? 0.004f : -0.003f;   /* kinks to skip */
+        f.nout = 60; f.out = fbuf(60);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
+    {
+        fd_case f = {.name = "prelu (x,a)", .fwd = prelu_fwd, .bwd = prelu_bwd, .state = prelu_state,
+                     .h = 1e-2, .a = 2, .b = 3, .c = 7};
+        fd_param(&f, "x", 42, 1.0);
+        fd_param(&f, "a", 3, 0.5);
+        f.nout = 42; f.out = fbuf(42);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
+    {
+        fd_case f = {.name = "dropout (x)", .fwd = drop_fwd, .bwd = drop_bwd, .h = 1e-2, .a = 12, .b = 5};
+        fd_param(&f, "x", 60, 1.0);
+        f.nout = 60; f.out = fbuf(60); f.aux[0] = fbuf(12);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
+    fd_pool("maxpool k2 s2 (x)", 1, 3, 6, 6, 2, 2, 0);
+    fd_pool("maxpool k3 s2 p1 7x7 (x)", 1, 2, 7, 7, 3, 2, 1);
+    fd_pool("avgpool k3 s2 p1 (x)", 0, 2, 7, 6, 3, 2, 1);
+    {
+        fd_case f = {.name = "gap (x)", .fwd = gap_fwd, .bwd = gap_bwd, .h = 1e-2, .a = 3, .b = 2, .c = 9};
+        fd_param(&f, "x", 54, 1.0);
+        f.nout = 6; f.out = fbuf(6);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
+    {
+        fd_case f = {.name = "flatten (x)", .fwd = flat_fwd, .bwd = flat_bwd, .h = 1e-2, .a = 3, .b = 2, .c = 4};
+        fd_param(&f, "x", 24, 1.0);
+        f.nout = 24; f.out = fbuf(24);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
+    {
+        fd_case f = {.name = "linear (x,w,b)", .fwd = lin_fwd, .bwd = lin_bwd, .h = 1e-2, .a = 5, .b = 7, .c = 4};
+        fd_param(&f, "x", 35, 1.0);
+        fd_param(&f, "w", 28, 0.5);
+        fd_param(&f, "b", 4, 1.0);
+        f.nout = 20; f.out = fbuf(20);
+        fd_run(&f, 2e-3);
+        fd_free(&f);
+    }
+    {
+        fd_case f = {.name = "l2norm (x)", .fwd = l2_fwd, .bwd = l2_bwd, .h = 1e-3, .a = 4, .b = 8};
+        fd_param(&f, "x", 32, 1.0);
+        f.nout = 32; f.out = fbuf(32); f.aux[0] = fbuf(4);
+        fd_run(&f, 5e-3);
+        fd_free(&f);
+    }
+    printf("fd: worst relative error over all kernels %.3g\n", g_fd_worst_all);
+}
+
+/* ------------------------------------------------------------- (c) fast vs naive conv */
+
+static void conv_vs_naive(sm_conv_shape s, int threads)
+{
+    char label[96];
+    CHECK(sm_conv_shape_init(&s) == 0);
+    sm_threads_set(threads);
+    snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld t%d",
+             (long long)s.n, (long long)s.h, (long long)s.w, (long long)s.cin, (long long)s.cout,
+             (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad, threads);
+    int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * s.kh * s.kw;
+    int64_t no = s.cout * s.n * s.oh * s.ow;
+    float *x = frand(nx, 1.0), *w = frand(nw, 0.3), *b = frand(s.cout, 1.0), *dout = frand(no, 1.0);
+    float *o1 = fbuf(no), *o2 = fbuf(no);
+    float *scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&s, sm_threads_get()));
+    sm_conv2d_forward(o1, x, w, b, &s, scratch);
+    sm_conv2d_forward_naive(o2, x, w, b, &s);
+    char what[160];
+    snprintf(what, sizeof what, "%s out", label);
+    cmp("fast/naive", what, o1, o2, no, TOL);
+    /* gradients start non-zero (accumulate rule) */
+    float *dx1 = frand(nx, 1.0), *dw1 = frand(nw, 1.0), *db1 = frand(s.cout, 1.0);
+    float *dx2 = fdup(dx1, nx), *dw2 = fdup(dw1, nw), *db2 = fdup(db1, s.cout);
+    sm_conv2d_backward(dx1, dw1, db1, dout, x, w, &s, scratch);
+    sm_conv2d_backward_naive(dx2, dw2, db2, dout, x, w, &s);
+    snprintf(what, sizeof what, "%s dx", label);
+    cmp("fast/naive", what, dx1, dx2, nx, TOL);
+    snprintf(what, sizeof what, "%s dw", label);
+    cmp("fast/naive", what, dw1, dw2, nw, TOL);
+    snprintf(what, sizeof what, "%s db", label);
+    cmp("fast/naive", what, db1, db2, s.cout, TOL);
+    /* NULL gradients are skipped: only dweight, then only dinp */
+    float *dwo = fbuf(nw), *dxo = fbuf(nx), *dwn = fbuf(nw), *dxn = fbuf(nx);
+    sm_conv2d_backward(NULL, dwo, NULL, dout, x, w, &s, scratch);
+    sm_conv2d_backward(dxo, NULL, NULL, dout, x, w, &s, scratch);
+    sm_conv2d_backward_naive(dxn, dwn, NULL, dout, x, w, &s);
+    snprintf(what, sizeof what, "%s dw only", label);
+    cmp("fast/naive", what, dwo, dwn, nw, TOL);
+    snprintf(what, sizeof what, "%s dx only", label);
+    cmp("fast/naive", what, dxo, dxn, nx, TOL);
+    free(x); free(w); free(b); free(dout); free(o1); free(o2); free(scratch);
+    free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
+    free(dwo); free(dxo); free(dwn); free(dxn);
+}
+
+static void fast_vs_naive(void)
+{
+    static const int64_t shapes[][9] = {
+        /* n, cin, h, w, cout, kh, kw, stride, pad */
+        {3, 1, 5, 5, 4, 3, 3, 2, 1},
+        {3, 2, 5, 5, 3, 5, 5, 1, 2},
+        {3, 3, 5, 5, 2, 1, 1, 1, 0},   /* pointwise path */
+        {3, 2, 5, 5, 2, 1, 1, 2, 0},   /* 1x1 strided: im2col path */
+        {3, 2, 5, 5, 2, 3, 3, 2, 2},
+        {3, 2, 5, 5, 3, 5, 5, 2, 0},
+        {5, 3, 9, 7, 4, 3, 3, 2, 0},
+        {3, 2, 6, 5, 3, 3, 1, 1, 1},   /* non-square kernel */
+        {2, 2, 4, 4, 3, 3, 3, 1, 2},   /* padding larger than needed */
+        {20, 1, 28, 28, 4, 3, 3, 1, 1}, /* chunks of 18 images: 18 + 2 */
+        {37, 16, 14, 14, 8, 3, 3, 1, 1}, /* chunks of 4: 9*4 + 1 */
+    };
+    for (int t = 1; t <= 2; t++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const int64_t *v = shapes[i];
+            sm_conv_shape s = {.n = v[0], .cin = v[1], .h = v[2], .w = v[3], .cout = v[4],
+                               .kh = v[5], .kw = v[6], .stride = v[7], .pad = v[8]};
+            conv_vs_naive(s, t);
+        }
+    sm_conv_shape bad = {.n = 1, .cin = 1, .h = 3, .w = 3, .cout = 1, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
+    CHECK(sm_conv_shape_init(&bad) == -1);
+    bad.pad = 1;
+    CHECK(sm_conv_shape_init(&bad) == 0 && bad.oh == 1 && bad.ow == 1);
+    bad.stride = 0;
+    CHECK(sm_conv_shape_init(&bad) == -1);
+}
+
+/* ------------------------------------------------------------- (d) determinism */
+
+static void determinism(void)
+{
+    sm_threads_set(2);
+    sm_conv_shape s = {.n = 13, .cin = 8, .h = 14, .w = 14, .cout = 16, .kh = 3, .kw = 3, .stride = 1, .pad = 1};
+    CHECK(sm_conv_shape_init(&s) == 0);
+    int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * 9, no = s.cout * s.n * s.oh * s.ow;
+    float *x = frand(nx, 1.0), *w = frand(nw, 0.3), *b = frand(s.cout, 1.0), *dout = frand(no, 1.0);
+    float *scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&s, sm_threads_get()));
+    float *out[2], *dx[2], *dw[2], *db[2], *bo[2], *bdx[2], *bdg[2], *bdb[2];
+    float *g = frand(s.cin, 1.0), *be = frand(s.cin, 1.0), mean[8], invstd[8];
+    for (int r = 0; r < 2; r++) {
+        out[r] = fbuf(no); dx[r] = fbuf(nx); dw[r] = fbuf(nw); db[r] = fbuf(s.cout);
+        sm_conv2d_forward(out[r], x, w, b, &s, scratch);
+        sm_conv2d_backward(dx[r], dw[r], db[r], dout, x, w, &s, scratch);
+        bo[r] = fbuf(nx); bdx[r] = fbuf(nx); bdg[r] = fbuf(s.cin); bdb[r] = fbuf(s.cin);
+        sm_bn_forward_train(bo[r], mean, invstd, NULL, NULL, x, g, be, 1, s.cin, nx / s.cin, 0.1f, 1e-5f);
+        sm_bn_backward(bdx[r], bdg[r], bdb[r], x, x, mean, invstd, g, 1, s.cin, nx / s.cin);
+    }
+    CHECK(memcmp(out[0], out[1], (size_t)no * 4) == 0);
+    CHECK(memcmp(dx[0], dx[1], (size_t)nx * 4) == 0);
+    CHECK(memcmp(dw[0], dw[1], (size_t)nw * 4) == 0);
+    CHECK(memcmp(db[0], db[1], (size_t)s.cout * 4) == 0);
+    CHECK(memcmp(bo[0], bo[1], (size_t)nx * 4) == 0);
+    CHECK(memcmp(bdx[0], bdx[1], (size_t)nx * 4) == 0);
+    CHECK(memcmp(bdg[0], bdg[1], (size_t)s.cin * 4) == 0);
+    printf("ok   determinism: conv and bn forward/backward bit-identical over two runs\n");
+    for (int r = 0; r < 2; r++) {
+        free(out[r]); free(dx[r]); free(dw[r]); free(db[r]);
+        free(bo[r]); free(bdx[r]); free(bdg[r]); free(bdb[r]);
+    }
+    free(x); free(w); free(b); free(dout); free(scratch); free(g); free(be);
+}
+
+/* ------------------------------------------------------------- dropout */
+
+static void dropout(void)
+{
+    const int64_t groups = 20000, gs = 3, n = groups * gs;
+    const float p = 0.3f;
+    float *x = frand(n, 1.0), *out = fbuf(n), *mask = fbuf(groups), *out2 = fbuf(n),
+          *mask2 = fbuf(groups);
+    sm_threads_set(1);
+    sm_dropout_forward(out, mask, x, groups, gs, p, 1234);
+    sm_threads_set(2);
+    sm_dropout_forward(out2, mask2, x, groups, gs, p, 1234);
+    CHECK(memcmp(mask, mask2, (size_t)groups * 4) == 0 && memcmp(out, out2, (size_t)n * 4) == 0);
+    int64_t kept = 0, badmask = 0, badout = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        kept += mask[g] != 0.0f;
+        badmask += !(mask[g] == 0.0f || mask[g] == 1.0f / (1.0f - p));
+        for (int64_t i = 0; i < gs; i++) badout += out[g * gs + i] != x[g * gs + i] * mask[g];
+    }
+    double frac = (double)kept / (double)groups;   /* sd of the fraction ~ 0.0032 */
+    CHECKF(fabs(frac - (1.0 - p)) < 0.02, "kept fraction %.4f, want %.2f", frac, 1.0 - p);
+    CHECK(badmask == 0);
+    CHECK(badout == 0);
+    sm_dropout_forward(out2, mask2, x, groups, gs, p, 1235);
+    CHECK(memcmp(mask, mask2, (size_t)groups * 4) != 0);   /* another seed, another mask */
+    sm_dropout_forward(out2, mask2, x, groups, gs, 0.0f, 1234);
+    CHECK(memcmp(out2, x, (size_t)n * 4) == 0);
+    int64_t ones = 0;
+    for (int64_t g = 0; g < groups; g++) ones += mask2[g] == 1.0f;
+    CHECK(ones == groups);
+    float *dx = fbuf(n);
+    for (int64_t i = 0; i < n; i++) dx[i] = 1.0f;
+    sm_dropout_backward(dx, x, mask, groups, gs);
+    int64_t baddx = 0;
+    for (int64_t i = 0; i < n; i++) baddx += dx[i] != 1.0f + x[i] * mask[i / gs];
+    CHECK(baddx == 0);
+    printf("ok   dropout: kept fraction %.4f for p=%.1f\n", frac, (double)p);
+    free(x); free(out); free(mask); free(out2); free(mask2); free(dx);
+}
+
+int main(void)
+{
+    sm_rng_seed(&rng, 42);
+    sm_threads_set(2);
+    fx = fx_open(FIXTURE);
+    CHECKF(fx != NULL, "cannot load %s", FIXTURE);
+    if (fx) {
+        fixture_conv();
+        fixture_bn();
+        fixture_act();
+        fixture_pool();
+        fixture_linear();
+        fixture_norm();
+    }
+    finite_differences();
+    fast_vs_naive();
+    determinism();
+    dropout();
+    fx_close(fx);
+    return th_done();
+}
