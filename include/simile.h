@@ -137,6 +137,37 @@ typedef struct sm_tensor_info {
 int sm_model_ntensors(const sm_model *m);
 sm_status sm_model_tensor(sm_model *m, int i, sm_tensor_info *info);
 
+/* Class names (copied) and input normalisation travel with the model and its
+ * checkpoints. Pixels u in 0..255 become x = (u/255 - mean)/std. */
+sm_status sm_model_set_classes(sm_model *m, const char *const *names, int32_t n, sm_err *err);
+const char *sm_model_class_name(const sm_model *m, int32_t i);   /* NULL if unknown */
+void sm_model_set_input_norm(sm_model *m, float mean, float std);
+void sm_model_input_norm(const sm_model *m, float *mean, float *std);
+/* out[i] = (in[i]/255 - mean)/std for count pixels. */
+void sm_images_to_float(float *out, const uint8_t *in, int64_t count, float mean, float std);
+
+typedef struct sm_optim sm_optim;   /* see "optimizers" below */
+
+/* Training state stored with a checkpoint so that a run can resume exactly. */
+typedef struct sm_train_state {
+    int64_t epoch;        /* epochs completed */
+    int64_t step;         /* optimizer steps taken */
+    sm_optim *optim;      /* its config and state buffers are saved/restored (may be NULL) */
+    const char *config;   /* training configuration as JSON text (saved; may be NULL) */
+} sm_train_state;
+
+/* Writes the model as a safetensors checkpoint (atomically: temp file, fsync,
+ * rename). Tensors use PyTorch state_dict names; __metadata__ holds the spec,
+ * head, class names, input normalisation and, with ts, the training state
+ * (ts may be NULL). */
+sm_status sm_model_save(sm_model *m, const char *path, const sm_train_state *ts, sm_err *err);
+/* Loads a checkpoint written by sm_model_save. *out is owned by the caller. */
+sm_status sm_model_load(sm_model **out, const char *path, sm_err *err);
+/* Reads the training state of a checkpoint into ts: epoch, step, and into
+ * ts->optim (which must have the checkpoint's kind and parameter count) its
+ * state buffers. ts->config is set to NULL. */
+sm_status sm_model_load_train_state(const char *path, sm_train_state *ts, sm_err *err);
+
 /* L2-normalises the rows of in (N,D) into out (may alias); zero rows stay 0. */
 void sm_l2norm_rows(float *out, const float *in, int64_t n, int64_t d);
 
@@ -163,6 +194,7 @@ void sm_optim_free(sm_optim *o);
 /* One update of p (n) from g (n) with learning rate lr (torch.optim semantics). */
 void sm_optim_step(sm_optim *o, float *p, const float *g, float lr);
 int64_t sm_optim_steps(const sm_optim *o);
+int64_t sm_optim_size(const sm_optim *o);   /* parameters it updates */
 void sm_optim_set_steps(sm_optim *o, int64_t t);
 /* State buffer 0 (SGD momentum / Adam m) or 1 (Adam v; NULL for SGD), n floats. */
 float *sm_optim_state(sm_optim *o, int which);

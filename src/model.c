@@ -218,6 +218,8 @@ sm_status sm_model_new(sm_model **out, const char *spec, const sm_head_config *h
         m->layers[i].ops->init(&m->layers[i], m, sm_hash64(seed, (uint64_t)i));
     if (m->head) m->head->ops->init(m->head, m, sm_hash64(seed, 1000003));
     m->training = false;
+    m->in_mean = 0.0f;
+    m->in_std = 1.0f;
     *out = m;
     return SM_OK;
 }
@@ -226,6 +228,8 @@ void sm_model_free(sm_model *m)
 {
     if (!m) return;
     sm_head_free(m->head);
+    for (int32_t i = 0; i < m->nnames; i++) free(m->names[i]);
+    free(m->names);
     free(m->spec);
     free(m->params);
     free(m->grads);
@@ -434,3 +438,43 @@ sm_status sm_model_tensor(sm_model *m, int i, sm_tensor_info *info)
 
 float *sm_model_params(sm_model *m) { return m->params; }
 float *sm_model_grads(sm_model *m) { return m->grads; }
+
+sm_status sm_model_set_classes(sm_model *m, const char *const *names, int32_t n, sm_err *err)
+{
+    char **v = calloc((size_t)(n > 0 ? n : 1), sizeof *v);
+    if (!v) return sm_fail(err, SM_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++)
+        if (!(v[i] = strdup(names[i]))) {
+            for (int32_t k = 0; k < i; k++) free(v[k]);
+            free(v);
+            return sm_fail(err, SM_ERR_NOMEM, "out of memory");
+        }
+    for (int32_t i = 0; i < m->nnames; i++) free(m->names[i]);
+    free(m->names);
+    m->names = v;
+    m->nnames = n;
+    return SM_OK;
+}
+
+const char *sm_model_class_name(const sm_model *m, int32_t i)
+{
+    return i >= 0 && i < m->nnames ? m->names[i] : NULL;
+}
+
+void sm_model_set_input_norm(sm_model *m, float mean, float std)
+{
+    m->in_mean = mean;
+    m->in_std = std;
+}
+
+void sm_model_input_norm(const sm_model *m, float *mean, float *std)
+{
+    *mean = m->in_mean;
+    *std = m->in_std;
+}
+
+void sm_images_to_float(float *out, const uint8_t *in, int64_t count, float mean, float std)
+{
+    float a = 1.0f / (255.0f * std), b = -mean / std;
+    for (int64_t i = 0; i < count; i++) out[i] = (float)in[i] * a + b;
+}

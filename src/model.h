@@ -78,6 +78,9 @@ struct sm_model {
     int64_t nparams, nstate;    /* floats */
     float *params, *grads, *state;
     sm_head *head;              /* NULL: backbone only */
+    float in_mean, in_std;      /* input normalisation: x = (u/255 - mean)/std */
+    int32_t nnames;
+    char **names;               /* class names (nnames), owned; may be NULL */
     bool training;
     uint64_t step_seed;         /* varies per step: dropout masks */
     /* plan */

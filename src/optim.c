@@ -102,6 +102,7 @@ void sm_optim_step(sm_optim *o, float *p, const float *g, float lr)
 }
 
 int64_t sm_optim_steps(const sm_optim *o) { return o->t; }
+int64_t sm_optim_size(const sm_optim *o) { return o->n; }
 
 float *sm_optim_state(sm_optim *o, int which)
 {
