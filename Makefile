@@ -54,11 +54,14 @@ $(B)/asan/tests/%: tests/%.c $(B)/asan/libsimile.a | $(B)/asan/tests
 $(B)/obj $(B)/asan/obj $(B)/tests $(B)/asan/tests:
 	mkdir -p $@
 
+SHTESTS := $(wildcard tests/test_*.sh)
+
 test: deps-check $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
-	@sh tests/run.sh $(TESTS) -- $(ASTESTS)
+	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)") \
+	    -- $(ASTESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/asan/simile sh $(t)")
 
 test-fast: $(TESTS) $(B)/simile
-	@sh tests/run.sh $(TESTS)
+	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)")
 
 deps-check:
 	@sh scripts/deps.sh --check
