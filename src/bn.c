@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 /* An OpenMP loop (static schedule) that disappears, without an unknown-pragma
  * warning, in a build without OpenMP. */
@@ -23,24 +24,45 @@
 #define PAR_FOR(cond)
 #endif
 
-/* Sum and sum of squared deviations of channel ch, in double. */
+/* Sums of a[i] (and of (a[i]-c)^2 when sq) over n floats, exact to about
+ * 1e-7 relative: float partial sums in 8 independent lanes over blocks of 256
+ * (vectorisable, no -ffast-math needed), blocks added in double. */
+static double block_sum(const float *a, int64_t n, bool sq, float c)
+{
+    double total = 0.0;
+    for (int64_t b = 0; b < n; b += 256) {
+        int64_t e = b + 256 < n ? b + 256 : n;
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = b;
+        if (sq)
+            for (; i + 8 <= e; i += 8)
+                for (int k = 0; k < 8; k++) lane[k] += (a[i + k] - c) * (a[i + k] - c);
+        else
+            for (; i + 8 <= e; i += 8)
+                for (int k = 0; k < 8; k++) lane[k] += a[i + k];
+        double s = 0.0;
+        for (int k = 0; k < 8; k++) s += lane[k];
+        for (; i < e; i++) s += sq ? (double)(a[i] - c) * (a[i] - c) : (double)a[i];
+        total += s;
+    }
+    return total;
+}
+
+/* Mean and biased variance of channel ch (two-pass: no E[x^2]-E[x]^2 cancellation). */
 static void channel_stats(double *mean, double *var, const float *x, int64_t outer, int64_t c,
                           int64_t inner, int64_t ch)
 {
     const int64_t m = outer * inner;
     double s = 0.0;
-    for (int64_t o = 0; o < outer; o++) {
-        const float *p = x + (o * c + ch) * inner;
-        for (int64_t i = 0; i < inner; i++) s += p[i];
-    }
+    if (inner == 1)
+        for (int64_t o = 0; o < outer; o++) s += x[o * c + ch];
+    else
+        for (int64_t o = 0; o < outer; o++) s += block_sum(x + (o * c + ch) * inner, inner, false, 0.0f);
     double mu = s / (double)m, q = 0.0;
-    for (int64_t o = 0; o < outer; o++) {
-        const float *p = x + (o * c + ch) * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            double d = p[i] - mu;
-            q += d * d;
-        }
-    }
+    if (inner == 1)
+        for (int64_t o = 0; o < outer; o++) q += ((double)x[o * c + ch] - mu) * ((double)x[o * c + ch] - mu);
+    else
+        for (int64_t o = 0; o < outer; o++) q += block_sum(x + (o * c + ch) * inner, inner, true, (float)mu);
     *mean = mu;
     *var = q / (double)m;
 }

@@ -19,10 +19,48 @@
 
 #define PAR_MIN 32768
 
+/* The common 2x2/2 case without the generic window bookkeeping; same result
+ * (first maximum on ties, NaN wins) as the general loop. */
+static inline void max_step(float v, int32_t idx, float *bv, int32_t *bi)
+{
+    if (v > *bv || (v != v && *bv == *bv)) {
+        *bv = v;
+        *bi = idx;
+    }
+}
+
+static void maxpool2x2(float *out, int32_t *argmax, const float *inp, int64_t planes, int64_t h,
+                       int64_t w, int64_t oh, int64_t ow)
+{
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *x = inp + p * h * w;
+        float *y = out + p * oh * ow;
+        int32_t *am = argmax + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++) {
+            const float *r0 = x + 2 * i * w, *r1 = r0 + w;
+            for (int64_t j = 0; j < ow; j++) {
+                int32_t b0 = (int32_t)(2 * i * w + 2 * j);
+                float bv = r0[2 * j];
+                int32_t bi = b0;
+                max_step(r0[2 * j + 1], b0 + 1, &bv, &bi);
+                max_step(r1[2 * j], b0 + (int32_t)w, &bv, &bi);
+                max_step(r1[2 * j + 1], b0 + (int32_t)w + 1, &bv, &bi);
+                y[i * ow + j] = bv;
+                am[i * ow + j] = bi;
+            }
+        }
+    }
+}
+
 void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t planes,
                           int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
                           int64_t oh, int64_t ow)
 {
+    if (k == 2 && stride == 2 && pad == 0) {
+        maxpool2x2(out, argmax, inp, planes, h, w, oh, ow);
+        return;
+    }
     PAR_FOR(planes * h * w >= PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *x = inp + p * h * w;
