@@ -69,7 +69,13 @@ deps-check:
 demo: deps $(B)/simile
 	@sh scripts/demo.sh
 
-bench: $(B)/simile
+BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+$(B)/bench/%: bench/%.c $(B)/libsimile.a | $(B)/bench
+	$(CC) $(CFLAGS) -Wno-unused-result $< -o $@ $(B)/libsimile.a $(LDLIBS)
+$(B)/bench:
+	mkdir -p $@
+
+bench: $(B)/simile $(BENCHES)
 	@sh bench/run.sh
 
 fixtures:
