@@ -180,6 +180,8 @@ static int cmd_train(int argc, char **argv)
         {"warmup", "STEPS", "linear warm-up steps (default 0)", NULL},
         {"step-size", "STEPS", "step schedule: steps between decays", NULL},
         {"gamma", "G", "step schedule: decay factor (default 0.1)", NULL},
+        {"flip", NULL, "augment: random horizontal flips", NULL},
+        {"shift", "PX", "augment: random translation up to PX pixels (default 0)", NULL},
         {"classes", "LIST", "train on these classes only, e.g. 0-5", NULL},
         {"seed", "N", "random seed (default 1)", NULL},
         {"threads", "T", "threads (default: all cores)", NULL},
@@ -219,6 +221,8 @@ static int cmd_train(int argc, char **argv)
                   : !strcmp(sn, "constant") ? SM_SCHED_CONSTANT : (sm_sched_kind)-1;
     if ((int)tc.sched.kind < 0) die_usage("--sched must be cosine, step or constant (got '%s')", sn);
     tc.sched.warmup = get_int(o, "warmup", 0, 0, INT64_MAX);
+    tc.flip = get(o, "flip", NULL) != NULL;
+    tc.shift = get_int(o, "shift", 0, 0, 64);
     tc.sched.step_size = get_int(o, "step-size", 0, 0, INT64_MAX);
     tc.sched.gamma = (float)get_num(o, "gamma", 0.1, 0, 1);
     if (tc.sched.kind == SM_SCHED_STEP && tc.sched.step_size <= 0) die_usage("--sched step needs --step-size");

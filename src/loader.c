@@ -25,6 +25,9 @@ struct sm_loader {
     bool shuffle;
     uint64_t seed;
     float lut[256];                 /* u8 -> normalized float */
+    bool flip;                      /* augmentation: random horizontal flips */
+    int64_t shift;                  /* augmentation: random translation in [-shift, shift] px */
+    uint64_t epoch_seed;
     int64_t *order;                 /* (n) dataset indices of this epoch */
     float *x[2];                    /* (batch, C, H, W) per slot */
     int32_t *y[2];                  /* (batch) per slot */
@@ -39,6 +42,27 @@ struct sm_loader {
     bool busy, quit;
 };
 
+/* One augmented image: output pixel (y, x) reads source (y + dy, x' + dx)
+ * with x' = W-1-x when flipped; pixels from outside the image are 0 (black).
+ * The draw is a pure function of (seed, epoch, position in the epoch). */
+static void augment(const sm_loader *ld, float *dst, const uint8_t *src, uint64_t h)
+{
+    const int64_t C = ld->ds->c, H = ld->ds->h, W = ld->ds->w, T = ld->shift;
+    const bool flip = ld->flip && (h & 1);
+    const int64_t dx = T ? (int64_t)((h >> 8) % (uint64_t)(2 * T + 1)) - T : 0;
+    const int64_t dy = T ? (int64_t)((h >> 24) % (uint64_t)(2 * T + 1)) - T : 0;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t y = 0; y < H; y++) {
+            const int64_t sy = y + dy;
+            float *row = dst + (c * H + y) * W;
+            for (int64_t xo = 0; xo < W; xo++) {
+                const int64_t sx = (flip ? W - 1 - xo : xo) + dx;
+                row[xo] = sy >= 0 && sy < H && sx >= 0 && sx < W ? ld->lut[src[(c * H + sy) * W + sx]]
+                                                                  : ld->lut[0];
+            }
+        }
+}
+
 static void fill(sm_loader *ld, int64_t b)
 {
     const sm_dataset *ds = ld->ds;
@@ -50,7 +74,10 @@ static void fill(sm_loader *ld, int64_t b)
         int64_t k = ld->order[first + i];
         const uint8_t *src = ds->images + (size_t)k * (size_t)ld->img;
         float *dst = x + (size_t)i * (size_t)ld->img;
-        for (int64_t j = 0; j < ld->img; j++) dst[j] = ld->lut[src[j]];
+        if (ld->flip || ld->shift)
+            augment(ld, dst, src, sm_hash64(ld->epoch_seed, (uint64_t)(first + i)));
+        else
+            for (int64_t j = 0; j < ld->img; j++) dst[j] = ld->lut[src[j]];
         ld->y[s][i] = ds->labels[k];
     }
     ld->slot_n[s] = n;
@@ -81,6 +108,7 @@ static void *worker(void *arg)
 static void set_epoch(sm_loader *ld, int64_t epoch)
 {
     int64_t n = ld->ds->n;
+    ld->epoch_seed = sm_hash64(ld->seed ^ 0xa5a5a5a5a5a5a5a5ull, (uint64_t)epoch);
     for (int64_t i = 0; i < n; i++) ld->order[i] = i;
     if (ld->shuffle) {
         sm_rng r;
@@ -163,6 +191,15 @@ sm_status sm_loader_new(sm_loader **out, const sm_dataset *ds, int64_t batch, bo
     ld->thread_started = true;
     *out = ld;
     return SM_OK;
+}
+
+void sm_loader_set_augment(sm_loader *ld, bool flip, int64_t shift)
+{
+    pthread_mutex_lock(&ld->mu);
+    while (ld->busy) pthread_cond_wait(&ld->cv_done, &ld->mu);
+    ld->flip = flip;
+    ld->shift = shift > 0 ? shift : 0;
+    pthread_mutex_unlock(&ld->mu);
 }
 
 void sm_loader_start_epoch(sm_loader *ld, int64_t epoch)

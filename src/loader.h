@@ -40,6 +40,13 @@ typedef struct sm_loader sm_loader;
 sm_status sm_loader_new(sm_loader **out, const sm_dataset *ds, int64_t batch, bool shuffle, bool drop_last,
                         uint64_t seed, float mean, float std, sm_err *err);
 
+/* Training augmentation from the next sm_loader_start_epoch on: a random
+ * horizontal flip (half the images) and a random translation of up to `shift`
+ * pixels in each direction (uncovered pixels are black, 0). The draw for the
+ * image at position i of epoch e is a pure function of (seed, e, i), so
+ * resumed runs see the same images. flip false and shift 0 turn it off. */
+void sm_loader_set_augment(sm_loader *ld, bool flip, int64_t shift);
+
 /* Restarts iteration at the beginning of epoch `epoch` (>= 0), with that
  * epoch's order. May be called at any point, mid-epoch included; it waits
  * for a batch being prepared to finish. Buffers returned before become

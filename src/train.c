@@ -89,13 +89,14 @@ static void progress(FILE *f, bool tty, int64_t epoch, int64_t epochs, int64_t i
 static char *config_json(const sm_train_config *c)
 {
     const char *sched = c->sched.kind == SM_SCHED_COSINE ? "cosine" : c->sched.kind == SM_SCHED_STEP ? "step" : "constant";
-    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f}",
+    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I}",
                           "epochs", (json_int_t)c->epochs, "batch", (json_int_t)c->batch, "seed",
                           (json_int_t)c->seed, "optimizer", c->optim.kind == SM_OPTIM_SGD ? "sgd" : "adamw",
                           "lr", (double)c->optim.lr, "momentum", (double)c->optim.momentum, "nesterov",
                           (int)c->optim.nesterov, "weight_decay", (double)c->optim.weight_decay,
                           "schedule", sched, "warmup", (json_int_t)c->sched.warmup, "step_size",
-                          (json_int_t)c->sched.step_size, "gamma", (double)c->sched.gamma);
+                          (json_int_t)c->sched.step_size, "gamma", (double)c->sched.gamma, "flip",
+                          (int)c->flip, "shift", (json_int_t)c->shift);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -133,6 +134,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
                          cfg->resume_path, (long long)ts.epoch, (long long)cfg->epochs);
     }
     if (!st) st = sm_loader_new(&ld, train, cfg->batch, true, false, cfg->seed, m->in_mean, m->in_std, err);
+    if (!st) sm_loader_set_augment(ld, cfg->flip, cfg->shift);
     if (!st) st = sm_model_plan(m, cfg->batch, err);
     if (!st && !(cfgtxt = config_json(cfg))) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
     ts.config = cfgtxt;
@@ -171,7 +173,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
             sum_loss += loss * (double)n;
             correct += ok;
             seen += n;
-            if (cfg->progress && (tty ? (steps % 5 == 0 || steps == nb) : (steps == next_plain && steps < nb))) {
+            if (cfg->progress && (tty ? (steps % 5 == 0 || steps == nb) : (steps == next_plain && 4 * steps <= 3 * nb))) {
                 double el = now() - t0;
                 double eta = el / (double)steps * (double)(nb - steps + (cfg->epochs - ep - 1) * nb);
                 progress(out, tty, ep + 1, cfg->epochs, steps, nb, sum_loss / (double)seen,

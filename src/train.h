@@ -21,6 +21,8 @@ typedef struct sm_train_config {
     const char *out_path;     /* checkpoint written after every epoch; NULL: none */
     const char *log_path;     /* JSON lines, appended; NULL: none */
     const char *resume_path;  /* continue the run saved there (model already loaded) */
+    bool flip;                /* augmentation: random horizontal flips */
+    int64_t shift;            /* augmentation: random translation up to this many pixels */
     int progress;             /* 0 quiet, 1 bar on a terminal / plain lines otherwise */
     int64_t max_steps;        /* stop each epoch after this many steps (0: whole epoch); tests */
     FILE *out;                /* progress and summaries (stderr when NULL) */
