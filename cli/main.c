@@ -396,7 +396,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "embed")) return cmd_embed(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
-    fprintf(stderr, "simile: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "simile: unknown command '%s' (known: train embed eval)\n", argv[1]);
+    fprintf(stderr, "hint: 'simile --help' shows the usage\n");
     return 2;
 }
