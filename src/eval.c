@@ -257,18 +257,18 @@ sm_status sm_eval_retrieval(sm_retrieval_metrics *out, const float *query, const
 {
     memset(out, 0, sizeof *out);
     if (nq < 1 || nr < 1 || d < 1)
-        return sm_fail(err, SM_ERR_ARG, "eval: need at least one query, one reference and d >= 1 "
+        return sm_fail(err, SM_ERR_ARG, "need at least one query, one reference and d >= 1 "
                        "(got nq=%lld nr=%lld d=%lld)", (long long)nq, (long long)nr, (long long)d);
     if (nr >= ((int64_t)1 << 31))
-        return sm_fail(err, SM_ERR_ARG, "eval: %lld references is too many (limit 2^31 - 1); "
+        return sm_fail(err, SM_ERR_ARG, "%lld references is too many (limit 2^31 - 1); "
                        "evaluate on a subset", (long long)nr);
     if (same_set && nq != nr)
-        return sm_fail(err, SM_ERR_ARG, "eval: same_set needs the same rows as queries and "
+        return sm_fail(err, SM_ERR_ARG, "same_set needs the same rows as queries and "
                        "references (nq=%lld, nr=%lld)", (long long)nq, (long long)nr);
     if (same_set && nr < 2)
-        return sm_fail(err, SM_ERR_ARG, "eval: leave-one-out needs at least 2 rows");
+        return sm_fail(err, SM_ERR_ARG, "leave-one-out needs at least 2 rows");
     if (!all_finite(query, nq * d) || !all_finite(ref, nr * d))
-        return sm_fail(err, SM_ERR_NAN, "eval: an embedding holds NaN or infinity; "
+        return sm_fail(err, SM_ERR_NAN, "an embedding holds NaN or infinity; "
                        "check the model's output (diverged training?)");
 
     int64_t block = EVAL_BLOCK_FLOATS / nr;
@@ -284,7 +284,7 @@ sm_status sm_eval_retrieval(sm_retrieval_metrics *out, const float *query, const
     int64_t *rcount = malloc((size_t)block * sizeof *rcount);
     if (!sorted || !sims || !keys || !hist || !res || !rcount) {
         free(sorted); free(sims); free(keys); free(hist); free(res); free(rcount);
-        return sm_fail(err, SM_ERR_NOMEM, "eval: out of memory for %lld x %lld similarities",
+        return sm_fail(err, SM_ERR_NOMEM, "out of memory for %lld x %lld similarities",
                        (long long)block, (long long)nr);
     }
     memcpy(sorted, rlab, (size_t)nr * sizeof *sorted);

@@ -160,9 +160,10 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
             st = sm_model_train_step(m, x, y, n, sm_hash64(cfg->seed, (uint64_t)ts.step), &loss, &ok, err);
             if (st == SM_ERR_NAN) {
                 sm_fail(err, SM_ERR_NAN,
-                        "the loss became %g at epoch %lld, step %lld (lr %g); nothing was saved for this "
-                        "epoch: lower --lr or check the data",
-                        loss, (long long)ep + 1, (long long)ts.step, (double)lr);
+                        "the loss became %s at epoch %lld, step %lld of %lld (step %lld of the run, "
+                        "lr %g); nothing was saved for this epoch: lower --lr or check the data",
+                        isnan(loss) ? "NaN" : "infinite", (long long)ep + 1, (long long)steps + 1,
+                        (long long)nb, (long long)ts.step + 1, (double)lr);
                 break;
             }
             if (st) break;
@@ -199,8 +200,8 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
             fprintf(out, "epoch %lld/%lld done: loss %.4f train acc %.4f val acc %.4f %.0f img/s (%.1f s)\n",
                     (long long)ts.epoch, (long long)cfg->epochs, seen ? sum_loss / (double)seen : 0.0,
                     seen ? (double)correct / (double)seen : 0.0, val_acc, ips, ep_time);
-        if (cfg->log_path) st = log_line(cfg->log_path, line, err);
-        if (!st && cfg->out_path) st = sm_model_save(m, cfg->out_path, &ts, err);
+        if (cfg->out_path) st = sm_model_save(m, cfg->out_path, &ts, err);
+        if (!st && cfg->log_path) st = log_line(cfg->log_path, line, err);
     }
     if (!st && cfg->progress)
         fprintf(out, "trained %lld epochs in %.1f s%s%s\n", (long long)(cfg->epochs), now() - t_run,

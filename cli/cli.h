@@ -1,0 +1,51 @@
+/* cli.h - shared pieces of the `simile` command (cli/ only).
+ *
+ * Each verb lives in its own file (cli/cmd_<verb>.c) as `int cmd_<verb>(argc, argv)`;
+ * cli/main.c dispatches. Options are `--name value`, `--name=value` or flags;
+ * parse() never modifies argv. Only the CLI prints and exits. */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataset.h"
+#include "simile.h"
+
+typedef struct opt {
+    const char *name;      /* without the leading "--" */
+    const char *arg;       /* NULL for a flag */
+    const char *help;
+    const char *value;     /* parsed: the value, "1" for a flag given, NULL if absent */
+} opt;
+
+/* "simile train" etc.: the prefix of every message. */
+extern const char *prog_cmd;
+
+/* Prints "<prog>: <message>" and a hint to use --help; exit 2. */
+void die_usage(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2), noreturn))
+#endif
+    ;
+/* Prints "<prog>: error: <err->msg>" (+ "hint: ..." when hint); exit 1. */
+void die(const sm_err *err, const char *hint)
+#if defined(__GNUC__)
+    __attribute__((noreturn))
+#endif
+    ;
+/* Parses argv[first..argc) into opts (terminated by a NULL name); --help prints and exits 0. */
+void parse(int argc, char **argv, int first, opt *opts, const char *usage, const char *about);
+const char *get(const opt *o, const char *name, const char *def);
+int64_t get_int(const opt *o, const char *name, int64_t def, int64_t lo, int64_t hi);
+double get_num(const opt *o, const char *name, double def, double lo, double hi);
+/* Applies --threads. */
+void set_threads(const opt *o);
+/* Reads a whole text file (up to 1 MiB) into a malloc'd string, or NULL with err set. */
+char *read_file(const char *path, sm_err *err);
+/* Keeps only the classes listed in `classes` (e.g. "0-5"); exits 2 on a bad list. */
+void subset(sm_dataset *ds, const char *classes, const char *what);
+
+int cmd_train(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+#endif

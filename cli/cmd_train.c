@@ -1,0 +1,170 @@
+/* cmd_train.c - `simile train`. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <unistd.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader.h"
+#include "train.h"
+
+/* ------------------------------------------------------------------ train */
+/* Fails early (before minutes of training) when the directory of path is missing or read-only. */
+static void check_writable_dir(const char *path, const char *flag)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    if (access(dir, W_OK | X_OK) != 0) {
+        sm_err err = {0};
+        snprintf(err.msg, sizeof err.msg, "%s '%.200s': cannot write into '%.200s': %s", flag, path, dir, strerror(errno));
+        die(&err, NULL);
+    }
+}
+
+int cmd_train(int argc, char **argv)
+{
+    opt o[] = {
+        {"data", "SPEC", "fashion-mnist (default), mnist, or a directory of the four IDX files", NULL},
+        {"arch", "NAME", "built-in architecture: mnist-net (default)", NULL},
+        {"spec", "FILE", "model spec file instead of --arch (docs/model-spec.md)", NULL},
+        {"dim", "D", "embedding size (default 512)", NULL},
+        {"head", "NAME", "softmax normface cosface arcface (default arcface)", NULL},
+        {"scale", "S", "head scale s (default per head: 30)", NULL},
+        {"margin", "M", "head margin m (arcface 0.5 rad, cosface 0.35)", NULL},
+        {"easy-margin", NULL, "arcface: easy margin instead of the th/mm fallback", NULL},
+        {"epochs", "N", "epochs (default 5)", NULL},
+        {"batch", "B", "batch size (default 128)", NULL},
+        {"optim", "NAME", "sgd (default) or adamw", NULL},
+        {"lr", "LR", "base learning rate (sgd 0.1, adamw 0.001)", NULL},
+        {"momentum", "M", "sgd momentum (default 0.9)", NULL},
+        {"nesterov", NULL, "sgd: Nesterov momentum", NULL},
+        {"wd", "WD", "weight decay (sgd 5e-4, adamw 0.01)", NULL},
+        {"sched", "NAME", "cosine (default), step or constant", NULL},
+        {"warmup", "STEPS", "linear warm-up steps (default 0)", NULL},
+        {"step-size", "STEPS", "step schedule: steps between decays", NULL},
+        {"gamma", "G", "step schedule: decay factor (default 0.1)", NULL},
+        {"flip", NULL, "augment: random horizontal flips", NULL},
+        {"shift", "PX", "augment: random translation up to PX pixels (default 0)", NULL},
+        {"classes", "LIST", "train on these classes only, e.g. 0-5", NULL},
+        {"seed", "N", "random seed (default 1)", NULL},
+        {"threads", "T", "threads (default: all cores)", NULL},
+        {"out", "PATH", "checkpoint (default model.safetensors), rewritten every epoch", NULL},
+        {"log", "PATH", "JSON-lines log (default: PATH of --out + .log.jsonl)", NULL},
+        {"resume", "PATH", "continue the run saved in this checkpoint", NULL},
+        {"max-steps", "N", "stop each epoch after N steps (smoke tests)", NULL},
+        {"quiet", NULL, "no progress output", NULL},
+        {NULL, NULL, NULL, NULL}};
+    prog_cmd = "simile train";
+    parse(argc, argv, 2, o, "simile train [options]",
+          "Trains an embedding model with a metric head, validating on the test split after every epoch.");
+    set_threads(o);
+    sm_err err = {0};
+    int64_t epochs = get_int(o, "epochs", 5, 1, 100000);
+    int64_t batch = get_int(o, "batch", 128, 2, 1 << 20);
+    int64_t dim = get_int(o, "dim", 512, 1, 65536);
+    uint64_t seed = (uint64_t)get_int(o, "seed", 1, 0, INT64_MAX);
+    const char *out = get(o, "out", "model.safetensors");
+    char logbuf[4096];
+    snprintf(logbuf, sizeof logbuf, "%s.log.jsonl", out);
+    const char *logp = get(o, "log", logbuf);
+    const char *resume = get(o, "resume", NULL);
+
+    sm_train_config tc = {.epochs = epochs, .batch = batch, .seed = seed, .out_path = out,
+                          .log_path = logp, .resume_path = resume, .progress = !get(o, "quiet", NULL),
+                          .max_steps = get_int(o, "max-steps", 0, 0, INT64_MAX)};
+    const char *on = get(o, "optim", "sgd");
+    if (strcmp(on, "sgd") && strcmp(on, "adamw")) die_usage("--optim must be sgd or adamw (got '%s')", on);
+    sm_optim_config_default(&tc.optim, strcmp(on, "sgd") ? SM_OPTIM_ADAMW : SM_OPTIM_SGD);
+    tc.optim.lr = (float)get_num(o, "lr", tc.optim.lr, 0, 1e3);
+    tc.optim.momentum = (float)get_num(o, "momentum", tc.optim.momentum, 0, 0.999999);
+    tc.optim.weight_decay = (float)get_num(o, "wd", tc.optim.weight_decay, 0, 10);
+    tc.optim.nesterov = get(o, "nesterov", NULL) != NULL;
+    const char *sn = get(o, "sched", "cosine");
+    tc.sched.kind = !strcmp(sn, "cosine") ? SM_SCHED_COSINE : !strcmp(sn, "step") ? SM_SCHED_STEP
+                  : !strcmp(sn, "constant") ? SM_SCHED_CONSTANT : (sm_sched_kind)-1;
+    if ((int)tc.sched.kind < 0) die_usage("--sched must be cosine, step or constant (got '%s')", sn);
+    tc.sched.warmup = get_int(o, "warmup", 0, 0, INT64_MAX);
+    tc.flip = get(o, "flip", NULL) != NULL;
+    tc.shift = get_int(o, "shift", 0, 0, 64);
+    tc.sched.step_size = get_int(o, "step-size", 0, 0, INT64_MAX);
+    tc.sched.gamma = (float)get_num(o, "gamma", 0.1, 0, 1);
+    if (tc.sched.kind == SM_SCHED_STEP && tc.sched.step_size <= 0) die_usage("--sched step needs --step-size");
+
+    sm_head_config hc;
+    if (!resume || get(o, "head", NULL)) {
+        if (sm_head_config_default(&hc, get(o, "head", "arcface"), &err)) die_usage("%s", err.msg);
+        hc.scale = (float)get_num(o, "scale", hc.scale, 1e-6, 1e6);
+        hc.margin = (float)get_num(o, "margin", hc.margin, 0, 10);
+        hc.easy_margin = get(o, "easy-margin", NULL) != NULL;
+    }
+    check_writable_dir(out, "--out");
+    check_writable_dir(logp, "--log");
+
+    sm_dataset train = {0}, test = {0};
+    if (sm_dataset_open(get(o, "data", "fashion-mnist"), &train, &test, &err)) die(&err, NULL);
+    subset(&train, get(o, "classes", NULL), "--classes");
+    subset(&test, get(o, "classes", NULL), "--classes");
+
+    sm_model *m = NULL;
+    if (resume) {
+        if (sm_model_load(&m, resume, &err)) die(&err, "--resume takes a checkpoint written by 'simile train'");
+        if (!sm_model_head(m)) {
+            snprintf(err.msg, sizeof err.msg, "'%s' has no head to train", resume);
+            die(&err, NULL);
+        }
+        /* flags that name a model must name the checkpoint's own */
+        char specbuf[8192];
+        char *spec_file = NULL;
+        const char *spec = NULL;
+        if (get(o, "spec", NULL)) {
+            spec = spec_file = read_file(get(o, "spec", NULL), &err);
+            if (!spec) die(&err, NULL);
+        } else if (get(o, "arch", NULL) || get(o, "dim", NULL)) {
+            spec = sm_zoo_spec(get(o, "arch", "mnist-net"), dim, specbuf, sizeof specbuf, &err);
+            if (!spec) die(&err, NULL);
+        }
+        const char *hn = get(o, "head", NULL);
+        if ((spec && strcmp(spec, sm_model_spec(m)) != 0) ||
+            (hn && strcmp(hn, sm_head_name(sm_model_head(m)->kind)) != 0)) {
+            snprintf(err.msg, sizeof err.msg,
+                     "'%s' holds another model than --arch/--dim/--spec/--head describe (%s head, %lld-d)",
+                     resume, sm_head_name(sm_model_head(m)->kind), (long long)sm_model_dim(m));
+            die(&err, "drop the model flags to continue the run as it was saved");
+        }
+        free(spec_file);
+    } else {
+        char specbuf[8192];
+        char *spec_file = NULL;
+        const char *spec;
+        if (get(o, "spec", NULL)) {
+            spec = spec_file = read_file(get(o, "spec", NULL), &err);
+            if (!spec) die(&err, NULL);
+        } else {
+            spec = sm_zoo_spec(get(o, "arch", "mnist-net"), dim, specbuf, sizeof specbuf, &err);
+            if (!spec) die(&err, NULL);
+        }
+        sm_status st = sm_model_new(&m, spec, &hc, train.n_classes, seed, &err);
+        free(spec_file);
+        if (st) die(&err, NULL);
+        if (sm_model_set_classes(m, (const char *const *)train.class_names, train.n_classes, &err)) die(&err, NULL);
+        sm_model_set_input_norm(m, SM_FASHION_MNIST_MEAN, SM_FASHION_MNIST_STD);
+        remove(logp);   /* a fresh run starts a fresh log */
+    }
+    if (tc.progress)
+        fprintf(stderr, "simile train: %lld train / %lld test images, %d classes, %lld parameters, %s head, %d threads\n",
+                (long long)train.n, (long long)test.n, (int)train.n_classes, (long long)sm_model_nparams(m),
+                sm_head_name(sm_model_head(m)->kind), sm_threads_set(0));
+    sm_status st = sm_train(m, &train, test.n ? &test : NULL, &tc, &err);
+    sm_model_free(m);
+    sm_dataset_free(&train);
+    sm_dataset_free(&test);
+    if (st) die(&err, st == SM_ERR_NAN ? "the checkpoint of the last finished epoch was left as it was" : NULL);
+    return 0;
+}
