@@ -4,8 +4,8 @@ OPT     ?= -O3 -march=native
 WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror
 DEFS    := -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 OMP     ?= -fopenmp
-CFLAGS  := $(WARN) $(OPT) $(OMP) $(DEFS) -Iinclude -Isrc -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS  := -lopenblas -ljansson -lz -lpthread -lm
+CFLAGS  := $(WARN) $(OPT) $(OMP) $(DEFS) -Iinclude -Isrc $(shell pkg-config --cflags cairo 2>/dev/null) -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS  := -lopenblas -ljansson -lpng -ljpeg -lsqlite3 -lcairo -lmicrohttpd -lz -lpthread -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 B       := build

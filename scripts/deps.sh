@@ -2,7 +2,8 @@
 # Installs the Debian packages simile needs, when missing (run as root).
 # With --check: installs them too, but says nothing when all are present.
 set -e
-PKGS="build-essential libopenblas-dev zlib1g-dev libjansson-dev dataset-fashion-mnist"
+PKGS="build-essential pkg-config libopenblas-dev zlib1g-dev libjansson-dev libpng-dev libjpeg-dev
+      libsqlite3-dev libcairo2-dev libmicrohttpd-dev dataset-fashion-mnist"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
