@@ -17,7 +17,7 @@ ASOBJ   := $(SRC:src/%.c=$(B)/asan/obj/%.o)
 TESTS   := $(TESTSRC:tests/%.c=$(B)/tests/%)
 ASTESTS := $(TESTSRC:tests/%.c=$(B)/asan/tests/%)
 
-.PHONY: all deps test test-fast test-asan demo bench clean help fixtures
+.PHONY: all deps test test-run test-fast demo bench clean help fixtures
 all: $(B)/libsimile.a $(B)/simile
 
 help:
@@ -56,17 +56,20 @@ $(B)/obj $(B)/asan/obj $(B)/tests $(B)/asan/tests:
 
 SHTESTS := $(wildcard tests/test_*.sh)
 
-test: deps-check $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
+# deps first, then a fresh make: flags from pkg-config are read after the
+# packages exist (a fresh machine has no cairo.pc before scripts/deps.sh).
+test: deps
+	@$(MAKE) --no-print-directory test-run
+
+test-run: $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)") \
 	    -- $(ASTESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/asan/simile sh $(t)")
 
 test-fast: $(TESTS) $(B)/simile
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)")
 
-deps-check:
-	@sh scripts/deps.sh --check
-
-demo: deps $(B)/simile
+demo: deps
+	@$(MAKE) --no-print-directory $(B)/simile
 	@sh scripts/demo.sh
 
 BENCHES := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
