@@ -57,15 +57,38 @@ typedef enum sm_head_kind {
     SM_HEAD_SOFTMAX,   /* Linear(D, C) with bias + cross-entropy: the baseline */
     SM_HEAD_NORMFACE,  /* s * cos θ (L2-softmax / NormFace) */
     SM_HEAD_COSFACE,   /* s * (cos θ - m) on the target class; defaults s=30, m=0.35 */
-    SM_HEAD_ARCFACE    /* s * cos(θ + m) on the target class; defaults s=30, m=0.5 */
+    SM_HEAD_ARCFACE,   /* s * cos(θ + m) on the target class; defaults s=30, m=0.5 */
+    /* Pair losses: no class weights, a loss over the pairs/triplets of a batch.
+     * Distances are Euclidean between (by default L2-normalised) embeddings. */
+    SM_HEAD_CONTRASTIVE,     /* siamese: mean over positive pairs of max(0, d - m_pos)^2
+                                + mean over negative pairs of max(0, m_neg - d)^2;
+                                defaults m_pos 0, m_neg 1 */
+    SM_HEAD_TRIPLET,         /* max(0, d(a,p) - d(a,n) + m), m 0.2; reduction per miner:
+                                all - mean over every valid triplet; hard - mean over anchors
+                                having a positive and a negative; semihard - mean over
+                                positive pairs (a,p) */
+    SM_HEAD_MULTISIM         /* multi-similarity (Wang et al. 2019) on cosine similarities,
+                                with its pair mining; α 2, β 50, λ 0.5, ε 0.1; mean over anchors */
 } sm_head_kind;
+
+/* Triplet mining (see SM_HEAD_TRIPLET). */
+typedef enum sm_miner {
+    SM_MINER_ALL = 0,   /* every valid triplet */
+    SM_MINER_HARD,      /* batch-hard: hardest positive and negative per anchor */
+    SM_MINER_SEMIHARD   /* per positive pair, the closest negative farther than the positive */
+} sm_miner;
 
 typedef struct sm_head_config {
     sm_head_kind kind;
     float scale;        /* s, > 0 (margin heads) */
-    float margin;       /* m, radians for ArcFace (0 <= m < π/2), cosine units for CosFace */
+    float margin;       /* m: radians for ArcFace (0 <= m < π/2), cosine units for CosFace;
+                           contrastive: the positive margin; triplet: the margin */
     bool easy_margin;   /* ArcFace only: where θ + m > π use cos θ when cos θ <= 0 instead
                            of the default fallback cos θ - m·sin m (insightface's th/mm) */
+    float margin_neg;   /* contrastive: the negative margin */
+    sm_miner miner;     /* triplet */
+    bool raw;           /* pair losses: use embeddings as they are (default: L2-normalised) */
+    float alpha, beta, base, epsilon;   /* multi-similarity: α, β, λ, mining ε */
 } sm_head_config;
 
 /* Fills cfg with the defaults of the head named `name` ("arcface", ...). */

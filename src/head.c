@@ -135,7 +135,7 @@ static void softmax_backward(sm_head *h, sm_model *m, const float *emb, const in
 }
 
 static const struct sm_head_ops softmax_ops = {
-    "softmax", false, softmax_build, softmax_init, softmax_forward, softmax_backward};
+    "softmax", false, false, softmax_build, softmax_init, softmax_forward, softmax_backward};
 
 /* ------------------------------------------------------------------ margin heads */
 static sm_status margin_build(sm_head *h, sm_model *m, sm_err *err)
@@ -203,11 +203,11 @@ static void margin_backward(sm_head *h, sm_model *m, const float *emb, const int
 }
 
 static const struct sm_head_ops normface_ops = {
-    "normface", true, margin_build, margin_init, margin_forward, margin_backward};
+    "normface", true, false, margin_build, margin_init, margin_forward, margin_backward};
 static const struct sm_head_ops cosface_ops = {
-    "cosface", true, margin_build, margin_init, margin_forward, margin_backward};
+    "cosface", true, false, margin_build, margin_init, margin_forward, margin_backward};
 static const struct sm_head_ops arcface_ops = {
-    "arcface", true, margin_build, margin_init, margin_forward, margin_backward};
+    "arcface", true, false, margin_build, margin_init, margin_forward, margin_backward};
 
 /* ------------------------------------------------------------------ public */
 static const struct {
@@ -219,6 +219,9 @@ static const struct {
     {SM_HEAD_NORMFACE, &normface_ops, 30.0f, 0.0f},
     {SM_HEAD_COSFACE, &cosface_ops, 30.0f, 0.35f},
     {SM_HEAD_ARCFACE, &arcface_ops, 30.0f, 0.5f},
+    {SM_HEAD_CONTRASTIVE, &sm_contrastive_ops, 0.0f, 0.0f},
+    {SM_HEAD_TRIPLET, &sm_triplet_ops, 0.0f, 0.2f},
+    {SM_HEAD_MULTISIM, &sm_multisim_ops, 0.0f, 0.0f},
 };
 #define NKINDS ((int)(sizeof table / sizeof table[0]))
 
@@ -226,14 +229,21 @@ sm_status sm_head_config_default(sm_head_config *cfg, const char *name, sm_err *
 {
     for (int i = 0; i < NKINDS; i++)
         if (strcmp(table[i].ops->name, name) == 0) {
+            /* pair-loss defaults: contrastive m_neg 1 (PyTorch-metric-learning's);
+             * multi-similarity α 2, β 50, λ 0.5, ε 0.1 (the paper's mining ε, PML's base) */
             *cfg = (sm_head_config){.kind = table[i].kind, .scale = table[i].scale,
-                                    .margin = table[i].margin, .easy_margin = false};
+                                    .margin = table[i].margin, .easy_margin = false,
+                                    .margin_neg = 1.0f, .miner = SM_MINER_ALL, .raw = false,
+                                    .alpha = 2.0f, .beta = 50.0f, .base = 0.5f, .epsilon = 0.1f};
             return SM_OK;
         }
     return sm_fail(err, SM_ERR_ARG, "unknown head '%s' (known: %s)", name, sm_head_names());
 }
 
-const char *sm_head_names(void) { return "softmax normface cosface arcface"; }
+const char *sm_head_names(void)
+{
+    return "softmax normface cosface arcface contrastive triplet multi-similarity";
+}
 
 const char *sm_head_name(sm_head_kind kind)
 {
@@ -250,7 +260,8 @@ sm_status sm_head_new(sm_head **out, sm_model *m, const sm_head_config *cfg, int
     for (int i = 0; i < NKINDS; i++)
         if (table[i].kind == cfg->kind) ops = table[i].ops;
     if (!ops) return sm_fail(err, SM_ERR_ARG, "unknown head kind %d", (int)cfg->kind);
-    if (nclasses < 2 || nclasses > (1 << 24))
+    if (ops->pairwise) nclasses = 0;   /* no class weights */
+    else if (nclasses < 2 || nclasses > (1 << 24))
         return sm_fail(err, SM_ERR_ARG, "a head needs 2 to 16777216 classes (got %lld)",
                        (long long)nclasses);
     sm_head *h = calloc(1, sizeof *h);
@@ -266,6 +277,7 @@ void sm_head_free(sm_head *h)
 {
     if (!h) return;
     free(h->buf);
+    free(h->pair);
     free(h);
 }
 
@@ -275,10 +287,17 @@ sm_status sm_head_plan(sm_head *h, int64_t n, sm_err *err)
     int64_t d = h->d, c = h->c;
     size_t total = (size_t)(n * d * 2 + n * 2 + c * d * 2 + c + n * c * 2 + n);
     float *buf = malloc(total * sizeof *buf);
-    if (!buf) return sm_fail(err, SM_ERR_NOMEM, "out of memory planning the head for batch %lld",
-                             (long long)n);
+    double *pair = h->ops->pairwise ? malloc(sizeof(double) * (size_t)(2 * n * n + 2 * n)) : NULL;
+    if (!buf || (h->ops->pairwise && !pair)) {
+        free(buf);
+        free(pair);
+        return sm_fail(err, SM_ERR_NOMEM, "out of memory planning the head for batch %lld",
+                       (long long)n);
+    }
     free(h->buf);
+    free(h->pair);
     h->buf = buf;
+    h->pair = pair;
     h->xn = buf; buf += n * d;
     h->dx = buf; buf += n * d;
     h->xnorm = buf; buf += n;

@@ -22,6 +22,7 @@ struct sm_head {
     float *dz;              /* (N,C) dL/dlogits */
     float *dphi;            /* (N) d target logit / d cos θ_target */
     float *dx, *dw;         /* (N,D), (C,D) gradient scratch */
+    double *pair;           /* pair losses: (N,N) distances or similarities, (N,N) dL/d, (2N) scratch */
     double loss;            /* mean loss of the last forward with labels */
     int64_t correct;        /* argmax == label count of the last forward */
 };
@@ -29,6 +30,7 @@ struct sm_head {
 struct sm_head_ops {
     const char *name;
     bool normalized;        /* cos-based (margin) head */
+    bool pairwise;          /* a pair/triplet loss: no class weights, no predictions */
     sm_status (*build)(sm_head *h, sm_model *m, sm_err *err);
     void (*init)(sm_head *h, sm_model *m, uint64_t seed);
     /* Computes cos/logits, predictions (pred may be NULL) and, when labels is
@@ -39,6 +41,9 @@ struct sm_head_ops {
     void (*backward)(sm_head *h, sm_model *m, const float *emb, const int32_t *labels, int64_t n,
                      float *demb);
 };
+
+/* The pair losses (pairloss.c). */
+extern const struct sm_head_ops sm_contrastive_ops, sm_triplet_ops, sm_multisim_ops;
 
 sm_status sm_head_new(sm_head **out, sm_model *m, const sm_head_config *cfg, int64_t d,
                       int64_t nclasses, sm_err *err);

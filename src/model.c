@@ -359,7 +359,7 @@ sm_status sm_model_train_step(sm_model *m, const float *x, const int32_t *labels
     sm_status st = sm_model_plan(m, n, err);
     if (st) return st;
     for (int64_t i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= m->head->c)
+        if (labels[i] < 0 || (m->head->c > 0 && labels[i] >= m->head->c))
             return sm_fail(err, SM_ERR_ARG, "label %d of sample %lld is outside 0..%lld",
                            (int)labels[i], (long long)i, (long long)m->head->c - 1);
     m->training = true;

@@ -53,11 +53,15 @@ sm_status sm_model_save(sm_model *m, const char *path, const sm_train_state *ts,
     if (!st) st = sm_ckpt_add_meta(w, "simile.format", FORMAT_VERSION, err);
     if (!st) st = sm_ckpt_add_meta(w, "spec", m->spec, err);
     if (!st) {
-        json_t *h = m->head
-            ? json_pack("{s:s, s:i, s:f, s:f, s:b}", "kind", sm_head_name(m->head->cfg.kind),
-                        "classes", (json_int_t)m->head->c, "scale", (double)m->head->cfg.scale,
-                        "margin", (double)m->head->cfg.margin, "easy_margin",
-                        (int)m->head->cfg.easy_margin)
+        const sm_head_config *c = m->head ? &m->head->cfg : NULL;
+        static const char *miners[] = {"all", "hard", "semihard"};
+        json_t *h = c
+            ? json_pack("{s:s, s:I, s:f, s:f, s:b, s:f, s:s, s:b, s:f, s:f, s:f, s:f}", "kind",
+                        sm_head_name(c->kind), "classes", (json_int_t)m->head->c, "scale",
+                        (double)c->scale, "margin", (double)c->margin, "easy_margin",
+                        (int)c->easy_margin, "margin_neg", (double)c->margin_neg, "miner",
+                        miners[c->miner], "raw", (int)c->raw, "alpha", (double)c->alpha, "beta",
+                        (double)c->beta, "base", (double)c->base, "epsilon", (double)c->epsilon)
             : json_pack("{s:s}", "kind", "none");
         st = meta_json(w, "head", h, err);
     }
@@ -121,12 +125,25 @@ static sm_status parse_head(const char *txt, const char *path, sm_head_config *h
     sm_status st = SM_OK;
     if (strcmp(kind, "none") != 0) {
         st = sm_head_config_default(hc, kind, err);
-        if (!st && json_unpack(h, "{s:I, s:F, s:F, s?b}", "classes", &c, "scale", &scale, "margin",
-                               &margin, "easy_margin", &easy) != 0)
+        double mneg = hc->margin_neg, al = hc->alpha, be = hc->beta, ba = hc->base, ep = hc->epsilon;
+        int raw = hc->raw;
+        const char *miner = "all";
+        if (!st && json_unpack(h, "{s:I, s:F, s:F, s?b, s?F, s?s, s?b, s?F, s?F, s?F, s?F}", "classes", &c,
+                               "scale", &scale, "margin", &margin, "easy_margin", &easy, "margin_neg",
+                               &mneg, "miner", &miner, "raw", &raw, "alpha", &al, "beta", &be, "base",
+                               &ba, "epsilon", &ep) != 0)
             st = sm_fail(err, SM_ERR_FORMAT, "'%s': the head metadata lacks classes/scale/margin", path);
         hc->scale = (float)scale;
         hc->margin = (float)margin;
         hc->easy_margin = easy;
+        hc->margin_neg = (float)mneg;
+        hc->miner = !strcmp(miner, "hard") ? SM_MINER_HARD : !strcmp(miner, "semihard") ? SM_MINER_SEMIHARD
+                                                                                       : SM_MINER_ALL;
+        hc->raw = raw;
+        hc->alpha = (float)al;
+        hc->beta = (float)be;
+        hc->base = (float)ba;
+        hc->epsilon = (float)ep;
         *classes = c;
     }
     json_decref(h);

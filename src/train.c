@@ -118,7 +118,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
     if (cfg->epochs < 1) return sm_fail(err, SM_ERR_ARG, "epochs must be >= 1 (got %lld)", (long long)cfg->epochs);
     if (cfg->batch < 2) return sm_fail(err, SM_ERR_ARG, "batch must be >= 2 for batch norm (got %lld)", (long long)cfg->batch);
     if (!m->head) return sm_fail(err, SM_ERR_ARG, "the model has no head to train");
-    if (train->n_classes > sm_model_classes(m))
+    if (sm_model_classes(m) > 0 && train->n_classes > sm_model_classes(m))
         return sm_fail(err, SM_ERR_ARG, "the data has %d classes but the head %lld",
                        (int)train->n_classes, (long long)sm_model_classes(m));
     sm_optim *opt = NULL;
@@ -186,7 +186,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
         if (tty) fputc('\n', out);
         double ep_time = now() - t0;
         double val_acc = -1;
-        if (val) st = sm_eval_head_accuracy(m, val, &val_acc, err);
+        if (val && sm_model_classes(m) > 0) st = sm_eval_head_accuracy(m, val, &val_acc, err);
         if (st) break;
         ts.epoch = ep + 1;
         double ips = seen / (train_time > 0 ? train_time : 1e-9);
