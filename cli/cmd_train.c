@@ -36,9 +36,18 @@ int cmd_train(int argc, char **argv)
         {"spec", "FILE", "model spec file instead of --arch (docs/model-spec.md)", NULL},
         {"dim", "D", "embedding size (default 512)", NULL},
         {"head", "NAME", "softmax normface cosface arcface (default arcface)", NULL},
+        {"loss", "NAME", "pair loss instead of a head: contrastive, triplet, multi-similarity", NULL},
         {"scale", "S", "head scale s (default per head: 30)", NULL},
-        {"margin", "M", "head margin m (arcface 0.5 rad, cosface 0.35)", NULL},
+        {"margin", "M", "margin m (arcface 0.5 rad, cosface 0.35; triplet 0.2; contrastive: positive margin 0)", NULL},
         {"easy-margin", NULL, "arcface: easy margin instead of the th/mm fallback", NULL},
+        {"margin-neg", "M", "contrastive: negative margin (default 1)", NULL},
+        {"miner", "NAME", "triplet mining: all (default), hard, semihard", NULL},
+        {"raw", NULL, "pair losses: raw embeddings instead of L2-normalised ones", NULL},
+        {"alpha", "A", "multi-similarity alpha (default 2)", NULL},
+        {"beta", "B", "multi-similarity beta (default 50)", NULL},
+        {"base", "L", "multi-similarity lambda (default 0.5)", NULL},
+        {"epsilon", "E", "multi-similarity mining epsilon (default 0.1)", NULL},
+        {"pk", "PxK", "class-balanced batches of P classes x K images (pair losses: 8x16)", NULL},
         {"epochs", "N", "epochs (default 5)", NULL},
         {"batch", "B", "batch size (default 128)", NULL},
         {"optim", "NAME", "sgd (default) or adamw", NULL},
@@ -98,11 +107,33 @@ int cmd_train(int argc, char **argv)
     if (tc.sched.kind == SM_SCHED_STEP && tc.sched.step_size <= 0) die_usage("--sched step needs --step-size");
 
     sm_head_config hc;
-    if (!resume || get(o, "head", NULL)) {
-        if (sm_head_config_default(&hc, get(o, "head", "arcface"), &err)) die_usage("%s", err.msg);
+    if (get(o, "loss", NULL) && get(o, "head", NULL)) die_usage("give --head or --loss, not both");
+    const char *head_name = get(o, "loss", get(o, "head", "arcface"));
+    if (!resume || get(o, "head", NULL) || get(o, "loss", NULL)) {
+        if (sm_head_config_default(&hc, head_name, &err)) die_usage("%s", err.msg);
         hc.scale = (float)get_num(o, "scale", hc.scale, 1e-6, 1e6);
         hc.margin = (float)get_num(o, "margin", hc.margin, 0, 10);
         hc.easy_margin = get(o, "easy-margin", NULL) != NULL;
+        hc.margin_neg = (float)get_num(o, "margin-neg", hc.margin_neg, 0, 100);
+        const char *mn = get(o, "miner", "all");
+        hc.miner = !strcmp(mn, "all") ? SM_MINER_ALL : !strcmp(mn, "hard") ? SM_MINER_HARD
+                 : !strcmp(mn, "semihard") ? SM_MINER_SEMIHARD : (sm_miner)-1;
+        if ((int)hc.miner < 0) die_usage("--miner must be all, hard or semihard (got '%s')", mn);
+        hc.raw = get(o, "raw", NULL) != NULL;
+        hc.alpha = (float)get_num(o, "alpha", hc.alpha, 1e-3, 100);
+        hc.beta = (float)get_num(o, "beta", hc.beta, 1e-3, 100);
+        hc.base = (float)get_num(o, "base", hc.base, -1, 1);
+        hc.epsilon = (float)get_num(o, "epsilon", hc.epsilon, 0, 2);
+    }
+    bool pairwise = !strcmp(head_name, "contrastive") || !strcmp(head_name, "triplet") ||
+                    !strcmp(head_name, "multi-similarity");
+    if (get(o, "pk", NULL)) {
+        long long p = 0, k = 0;
+        char tail;
+        if (sscanf(get(o, "pk", NULL), "%lldx%lld%c", &p, &k, &tail) != 2 || p < 2 || k < 2 || p * k > batch)
+            die_usage("--pk wants PxK with P, K >= 2 and P*K <= --batch (got '%s')", get(o, "pk", NULL));
+        tc.pk_p = p;
+        tc.pk_k = k;
     }
     check_writable_dir(out, "--out");
     check_writable_dir(logp, "--log");
@@ -112,6 +143,11 @@ int cmd_train(int argc, char **argv)
     subset(&train, get(o, "classes", NULL), "--classes");
     subset(&test, get(o, "classes", NULL), "--classes");
 
+    if (pairwise && !tc.pk_p) {   /* a random batch may hold no positive pair */
+        tc.pk_p = train.n_classes < 8 ? train.n_classes : 8;
+        tc.pk_k = batch / tc.pk_p;
+        if (tc.pk_p < 2 || tc.pk_k < 2) tc.pk_p = tc.pk_k = 0;
+    }
     sm_model *m = NULL;
     if (resume) {
         if (sm_model_load(&m, resume, &err)) die(&err, "--resume takes a checkpoint written by 'simile train'");
@@ -130,7 +166,7 @@ int cmd_train(int argc, char **argv)
             spec = sm_zoo_spec(get(o, "arch", "mnist-net"), dim, specbuf, sizeof specbuf, &err);
             if (!spec) die(&err, NULL);
         }
-        const char *hn = get(o, "head", NULL);
+        const char *hn = get(o, "head", NULL) ? get(o, "head", NULL) : get(o, "loss", NULL);
         if ((spec && strcmp(spec, sm_model_spec(m)) != 0) ||
             (hn && strcmp(hn, sm_head_name(sm_model_head(m)->kind)) != 0)) {
             snprintf(err.msg, sizeof err.msg,

@@ -25,6 +25,9 @@ struct sm_loader {
     bool shuffle;
     uint64_t seed;
     float lut[256];                 /* u8 -> normalized float */
+    int64_t pk_p, pk_k;             /* P x K class-balanced batches when pk_p > 0 */
+    int64_t *cls_start, *cls_idx;   /* P x K: images of class c are cls_idx[cls_start[c]..cls_start[c+1]) */
+    int64_t *cls_pos, *cls_list;    /* P x K: per-class cursor; scratch list of classes */
     bool flip;                      /* augmentation: random horizontal flips */
     int64_t shift;                  /* augmentation: random translation in [-shift, shift] px */
     uint64_t epoch_seed;
@@ -105,10 +108,51 @@ static void *worker(void *arg)
 }
 
 /* Caller side, mu held, worker not busy. */
+/* P x K order for one epoch: each batch takes P distinct classes drawn
+ * uniformly, and K images from each. Every class's images are consumed in a
+ * shuffled order and reshuffled when used up, so all images are seen; K images
+ * of one class in a batch are distinct when the class has at least K. */
+static void set_epoch_pk(sm_loader *ld, int64_t epoch)
+{
+    const int64_t C = ld->ds->n_classes, P = ld->pk_p, K = ld->pk_k;
+    sm_rng r;
+    sm_rng_seed(&r, sm_hash64(ld->seed, (uint64_t)epoch));
+    int64_t nc = 0;
+    for (int64_t c = 0; c < C; c++) {
+        int64_t a = ld->cls_start[c], cnt = ld->cls_start[c + 1] - a;
+        if (cnt == 0) continue;
+        sm_rng_shuffle(&r, ld->cls_idx + a, cnt);
+        ld->cls_pos[c] = 0;
+        ld->cls_list[nc++] = c;
+    }
+    int64_t o = 0;
+    for (int64_t b = 0; b < ld->nbatches; b++) {
+        for (int64_t j = 0; j < P; j++) {   /* partial Fisher-Yates: P distinct classes */
+            int64_t t = j + (int64_t)sm_rng_below(&r, (uint64_t)(nc - j));
+            int64_t tmp = ld->cls_list[j]; ld->cls_list[j] = ld->cls_list[t]; ld->cls_list[t] = tmp;
+        }
+        for (int64_t j = 0; j < P; j++) {
+            int64_t c = ld->cls_list[j], a = ld->cls_start[c], cnt = ld->cls_start[c + 1] - a;
+            for (int64_t q = 0; q < K; q++) {
+                if (ld->cls_pos[c] == cnt) {
+                    sm_rng_shuffle(&r, ld->cls_idx + a, cnt);
+                    ld->cls_pos[c] = 0;
+                }
+                ld->order[o++] = ld->cls_idx[a + ld->cls_pos[c]++];
+            }
+        }
+    }
+}
+
 static void set_epoch(sm_loader *ld, int64_t epoch)
 {
     int64_t n = ld->ds->n;
     ld->epoch_seed = sm_hash64(ld->seed ^ 0xa5a5a5a5a5a5a5a5ull, (uint64_t)epoch);
+    if (ld->pk_p > 0) {
+        set_epoch_pk(ld, epoch);
+        ld->filled = ld->consumed = 0;
+        return;
+    }
     for (int64_t i = 0; i < n; i++) ld->order[i] = i;
     if (ld->shuffle) {
         sm_rng r;
@@ -133,6 +177,10 @@ void sm_loader_free(sm_loader *ld)
     }
     for (int s = 0; s < 2; s++) { free(ld->x[s]); free(ld->y[s]); }
     free(ld->order);
+    free(ld->cls_start);
+    free(ld->cls_idx);
+    free(ld->cls_pos);
+    free(ld->cls_list);
     free(ld);
 }
 
@@ -191,6 +239,49 @@ sm_status sm_loader_new(sm_loader **out, const sm_dataset *ds, int64_t batch, bo
     ld->thread_started = true;
     *out = ld;
     return SM_OK;
+}
+
+sm_status sm_loader_set_pk(sm_loader *ld, int64_t p, int64_t k, sm_err *err)
+{
+    const sm_dataset *ds = ld->ds;
+    const int64_t C = ds->n_classes;
+    if (p < 2 || k < 2)
+        return sm_fail(err, SM_ERR_ARG, "P x K sampling needs P >= 2 classes and K >= 2 images (got %lld x %lld)",
+                       (long long)p, (long long)k);
+    if (p * k > ld->batch)
+        return sm_fail(err, SM_ERR_ARG, "P x K = %lld is larger than the batch of %lld", (long long)(p * k),
+                       (long long)ld->batch);
+    int64_t *start = calloc((size_t)C + 1, sizeof *start), *idx = malloc(sizeof *idx * (size_t)ds->n);
+    int64_t *pos = calloc((size_t)C + 1, sizeof *pos), *list = calloc((size_t)C + 1, sizeof *list);
+    if (!start || !idx || !pos || !list) {
+        free(start); free(idx); free(pos); free(list);
+        return sm_fail(err, SM_ERR_NOMEM, "out of memory for P x K sampling");
+    }
+    for (int64_t i = 0; i < ds->n; i++) start[ds->labels[i] + 1]++;
+    int64_t present = 0;
+    for (int64_t c = 0; c < C; c++) present += start[c + 1] > 0;
+    for (int64_t c = 0; c < C; c++) start[c + 1] += start[c];
+    for (int64_t i = 0; i < ds->n; i++) idx[start[ds->labels[i]] + pos[ds->labels[i]]++] = i;
+    if (present < p) {
+        free(start); free(idx); free(pos); free(list);
+        return sm_fail(err, SM_ERR_ARG, "P x K sampling wants %lld classes per batch but the data has %lld",
+                       (long long)p, (long long)present);
+    }
+    pthread_mutex_lock(&ld->mu);
+    while (ld->busy) pthread_cond_wait(&ld->cv_done, &ld->mu);
+    free(ld->cls_start); free(ld->cls_idx); free(ld->cls_pos); free(ld->cls_list);
+    ld->cls_start = start;
+    ld->cls_idx = idx;
+    ld->cls_pos = pos;
+    ld->cls_list = list;
+    ld->pk_p = p;
+    ld->pk_k = k;
+    ld->batch = p * k;
+    ld->nbatches = ds->n / (p * k) > 0 ? ds->n / (p * k) : 1;
+    if (ld->nbatches * p * k > ds->n) ld->nbatches = 0;   /* order has room for n indices */
+    set_epoch(ld, 0);
+    pthread_mutex_unlock(&ld->mu);
+    return ld->nbatches ? SM_OK : sm_fail(err, SM_ERR_ARG, "the data has fewer images than one P x K batch");
 }
 
 void sm_loader_set_augment(sm_loader *ld, bool flip, int64_t shift)

@@ -40,6 +40,14 @@ typedef struct sm_loader sm_loader;
 sm_status sm_loader_new(sm_loader **out, const sm_dataset *ds, int64_t batch, bool shuffle, bool drop_last,
                         uint64_t seed, float mean, float std, sm_err *err);
 
+/* Switches to P x K class-balanced batches (for pair and triplet losses, which
+ * need positives in every batch): each batch holds P distinct classes drawn
+ * uniformly and K images of each; an epoch has n / (P*K) batches. P*K must not
+ * exceed the batch given to sm_loader_new; the batch becomes P*K. Takes effect
+ * for the current epoch (restarted) and every later one.
+ * Errors: SM_ERR_ARG (P or K < 2, too few classes or images), SM_ERR_NOMEM. */
+sm_status sm_loader_set_pk(sm_loader *ld, int64_t p, int64_t k, sm_err *err);
+
 /* Training augmentation from the next sm_loader_start_epoch on: a random
  * horizontal flip (half the images) and a random translation of up to `shift`
  * pixels in each direction (uncovered pixels are black, 0). The draw for the

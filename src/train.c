@@ -89,14 +89,15 @@ static void progress(FILE *f, bool tty, int64_t epoch, int64_t epochs, int64_t i
 static char *config_json(const sm_train_config *c)
 {
     const char *sched = c->sched.kind == SM_SCHED_COSINE ? "cosine" : c->sched.kind == SM_SCHED_STEP ? "step" : "constant";
-    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I}",
+    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
                           "epochs", (json_int_t)c->epochs, "batch", (json_int_t)c->batch, "seed",
                           (json_int_t)c->seed, "optimizer", c->optim.kind == SM_OPTIM_SGD ? "sgd" : "adamw",
                           "lr", (double)c->optim.lr, "momentum", (double)c->optim.momentum, "nesterov",
                           (int)c->optim.nesterov, "weight_decay", (double)c->optim.weight_decay,
                           "schedule", sched, "warmup", (json_int_t)c->sched.warmup, "step_size",
                           (json_int_t)c->sched.step_size, "gamma", (double)c->sched.gamma, "flip",
-                          (int)c->flip, "shift", (json_int_t)c->shift);
+                          (int)c->flip, "shift", (json_int_t)c->shift, "pk_p", (json_int_t)c->pk_p,
+                          "pk_k", (json_int_t)c->pk_k);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -135,6 +136,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
     }
     if (!st) st = sm_loader_new(&ld, train, cfg->batch, true, false, cfg->seed, m->in_mean, m->in_std, err);
     if (!st) sm_loader_set_augment(ld, cfg->flip, cfg->shift);
+    if (!st && cfg->pk_p > 0) st = sm_loader_set_pk(ld, cfg->pk_p, cfg->pk_k, err);
     if (!st) st = sm_model_plan(m, cfg->batch, err);
     if (!st && !(cfgtxt = config_json(cfg))) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
     ts.config = cfgtxt;

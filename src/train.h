@@ -21,6 +21,7 @@ typedef struct sm_train_config {
     const char *out_path;     /* checkpoint written after every epoch; NULL: none */
     const char *log_path;     /* JSON lines, appended; NULL: none */
     const char *resume_path;  /* continue the run saved there (model already loaded) */
+    int64_t pk_p, pk_k;       /* P x K class-balanced batches (0: plain shuffled batches) */
     bool flip;                /* augmentation: random horizontal flips */
     int64_t shift;            /* augmentation: random translation up to this many pixels */
     int progress;             /* 0 quiet, 1 bar on a terminal / plain lines otherwise */
