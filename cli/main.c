@@ -23,7 +23,8 @@ static void usage(FILE *f)
             "commands:\n"
             "  train    train an embedding model with a metric head (ArcFace, CosFace, ...)\n"
             "  embed    write L2-normalised embeddings of a data split to .npy\n"
-            "  eval     head accuracy, 1-NN accuracy and retrieval metrics on the test split\n\n"
+            "  eval     head accuracy, 1-NN accuracy and retrieval metrics on the test split\n"
+            "  plot     pictures: features on the circle/sphere per head, training curves, retrieval, ROC\n\n"
             "example:\n"
             "  simile train --data fashion-mnist --arch mnist-net --head arcface --epochs 5 --out m.safetensors\n"
             "  simile eval --model m.safetensors --data fashion-mnist\n");
@@ -38,7 +39,9 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "embed")) return cmd_embed(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
-    fprintf(stderr, "simile: unknown command '%s' (known: train embed eval)\n", argv[1]);
+    if (!strcmp(argv[1], "export-images")) return cmd_export_images(argc, argv);
+    if (!strcmp(argv[1], "plot")) return cmd_plot(argc, argv);
+    fprintf(stderr, "simile: unknown command '%s' (known: train embed eval plot)\n", argv[1]);
     fprintf(stderr, "hint: 'simile --help' shows the usage\n");
     return 2;
 }
