@@ -48,5 +48,6 @@ void subset(sm_dataset *ds, const char *classes, const char *what);
 int cmd_train(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_export_images(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 #endif

@@ -39,6 +39,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "embed")) return cmd_embed(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(argv[1], "export-images")) return cmd_export_images(argc, argv);
     if (!strcmp(argv[1], "plot")) return cmd_plot(argc, argv);
     fprintf(stderr, "simile: unknown command '%s' (known: train embed eval plot)\n", argv[1]);
     fprintf(stderr, "hint: 'simile --help' shows the usage\n");

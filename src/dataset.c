@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "folder.h"
 #include "idx.h"
 #include "status.h"
 
@@ -134,8 +135,13 @@ sm_status sm_dataset_open(const char *spec, sm_dataset *train, sm_dataset *test,
                            "(train-images-idx3-ubyte.gz, ...) in a directory and pass that directory instead", dir);
         }
     } else {
+        /* Real image files (folder.h): a .csv manifest, or a directory without
+         * IDX images - a folder per class, optionally under train/ and test/ -
+         * go to the folder loader, at the size of their first image. */
+        if (sm_folder_is_source(spec)) return sm_folder_open(spec, 0, 0, 0, train, test, err);
         if (!is_dir(spec))
-            return sm_fail(err, SM_ERR_IO, "'%s' is neither a known dataset (fashion-mnist, mnist) nor a directory of IDX files", spec);
+            return sm_fail(err, SM_ERR_IO, "'%s' is neither a known dataset (fashion-mnist, mnist) nor a directory "
+                           "(of IDX files or of class folders of images) nor a .csv manifest", spec);
         int n = snprintf(dir, sizeof dir, "%s", spec);
         if (n < 0 || (size_t)n >= sizeof dir) return sm_fail(err, SM_ERR_ARG, "dataset directory path is too long");
         const char *base = strrchr(spec, '/');
