@@ -67,8 +67,21 @@ typedef enum sm_head_kind {
                                 all - mean over every valid triplet; hard - mean over anchors
                                 having a positive and a negative; semihard - mean over
                                 positive pairs (a,p) */
-    SM_HEAD_MULTISIM         /* multi-similarity (Wang et al. 2019) on cosine similarities,
+    SM_HEAD_MULTISIM,        /* multi-similarity (Wang et al. 2019) on cosine similarities,
                                 with its pair mining; α 2, β 50, λ 0.5, ε 0.1; mean over anchors */
+    SM_HEAD_COMBINED,        /* s * (cos(m1·θ + m2) - m3), insightface's combined margin;
+                                defaults s=30, (m1, m2, m3) = (1, 0.3, 0.2) */
+    SM_HEAD_SPHEREFACE,      /* s * cos(m·θ), the real-valued SphereFace of later work
+                                (normalised features); defaults s=30, m=1.35 */
+    SM_HEAD_ASOFTMAX,        /* the original SphereFace, A-Softmax: ||x||·ψ(θ) with
+                                ψ(θ) = (-1)^k cos(mθ) - 2k on [kπ/m, (k+1)π/m], features not
+                                normalised, blended with ||x|| cos θ by λ annealing; m = 4 */
+    SM_HEAD_ADACOS,          /* AdaCos, dynamic scale (Zhang et al. 2019); no margin */
+    SM_HEAD_ADACOS_FIXED,    /* AdaCos, fixed scale s = √2·ln(C-1); no margin */
+    SM_HEAD_SUBCENTER,       /* sub-center ArcFace: K centres per class, cos θ = max over
+                                them; defaults s=30, m=0.5, K=3 */
+    SM_HEAD_L2SOFTMAX        /* L2-constrained softmax (Ranjan et al. 2017): features scaled
+                                to norm α (= scale, default 16), then Linear with bias */
 } sm_head_kind;
 
 /* Triplet mining (see SM_HEAD_TRIPLET). */
@@ -89,6 +102,11 @@ typedef struct sm_head_config {
     sm_miner miner;     /* triplet */
     bool raw;           /* pair losses: use embeddings as they are (default: L2-normalised) */
     float alpha, beta, base, epsilon;   /* multi-similarity: α, β, λ, mining ε */
+    float m1, m2, m3;   /* combined margin */
+    int64_t subcenters; /* sub-center ArcFace: K centres per class */
+    float lambda_base, lambda_min, gamma, power;   /* A-Softmax: λ = max(λ_min,
+                           λ_base·(1 + γ·iter)^-power), iter = training steps so far;
+                           defaults 1000, 5, 0.12, 1; the margin m (integer 1..6) is `margin` */
 } sm_head_config;
 
 /* Fills cfg with the defaults of the head named `name` ("arcface", ...). */

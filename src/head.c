@@ -21,6 +21,26 @@
 #include "kernels.h"
 #include "rng.h"
 
+/* cos(m1·θ + m2) - m3 while m1·θ + m2 <= π. Past that point the curve would
+ * turn back up (rewarding a worse angle), so it continues as the line
+ * cos θ - (cos θs - phi(θs)) through the switch point θs = (π - m2)/m1:
+ * continuous and monotonic. (ArcFace keeps insightface's own fallback.)
+ * d/dc cos(m1·θ + m2) = m1·sin(m1·θ + m2)/sin θ, sin θ floored at 1e-12. */
+static double combined_phi(double m1, double m2, double m3, double c, double *dphi)
+{
+    double cc = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
+    double th = acos(cc), t = m1 * th + m2;
+    if (t <= M_PI) {
+        double sn = sin(th);
+        if (sn < 1e-12) sn = 1e-12;
+        *dphi = m1 * sin(t) / sn;
+        return cos(t) - m3;
+    }
+    double ths = (M_PI - m2) / m1;
+    *dphi = 1.0;
+    return c - (cos(ths) - (-1.0 - m3));
+}
+
 double sm_head_phi(const sm_head_config *cfg, double c, double *dphi)
 {
     double m = cfg->margin;
@@ -40,6 +60,10 @@ double sm_head_phi(const sm_head_config *cfg, double c, double *dphi)
         *dphi = 1.0;
         return cfg->easy_margin ? c : c - m * sin(m);
     }
+    case SM_HEAD_COMBINED:
+        return combined_phi(cfg->m1, cfg->m2, cfg->m3, c, dphi);
+    case SM_HEAD_SPHEREFACE:
+        return combined_phi(cfg->margin, 0.0, 0.0, c, dphi);
     default:
         *dphi = 1.0;
         return c;
@@ -91,7 +115,7 @@ static int64_t count_correct(const float *z, const int32_t *labels, int64_t n, i
 
 static sm_status weight_build(sm_head *h, sm_model *m, bool bias, sm_err *err)
 {
-    int64_t shape[2] = {h->c, h->d};
+    int64_t shape[2] = {h->c * h->k, h->d};
     h->w = sm_model_add_tensor(m, "head.weight", true, 2, shape);
     if (bias) h->b = sm_model_add_tensor(m, "head.bias", true, 1, shape);
     if (h->w < 0 || (bias && h->b < 0))
@@ -140,15 +164,48 @@ static const struct sm_head_ops softmax_ops = {
 /* ------------------------------------------------------------------ margin heads */
 static sm_status margin_build(sm_head *h, sm_model *m, sm_err *err)
 {
-    const sm_head_config *c = &h->cfg;
+    sm_head_config *c = &h->cfg;
+    const char *name = h->ops->name;
+    switch (c->kind) {
+    case SM_HEAD_ADACOS:
+    case SM_HEAD_ADACOS_FIXED:
+        if (h->c < 3) return sm_fail(err, SM_ERR_ARG, "%s needs at least 3 classes (s = sqrt(2) ln(C-1))", name);
+        if (h->d < 2) return sm_fail(err, SM_ERR_ARG, "%s needs an embedding of at least 2 dimensions", name);
+        if (!(c->scale > 0)) c->scale = (float)(sqrt(2.0) * log((double)h->c - 1.0));
+        break;
+    case SM_HEAD_SUBCENTER:
+        if (c->subcenters < 1 || c->subcenters > 64)
+            return sm_fail(err, SM_ERR_ARG, "%s: 1 to 64 sub-centers per class (got %lld)", name,
+                           (long long)c->subcenters);
+        h->k = c->subcenters;
+        break;
+    case SM_HEAD_COMBINED:
+        if (!(c->m1 > 0 && c->m1 <= 10 && c->m2 >= 0 && c->m2 < M_PI && c->m3 >= 0 && c->m3 < 2))
+            return sm_fail(err, SM_ERR_ARG, "%s: need 0 < m1 <= 10, 0 <= m2 < pi, 0 <= m3 < 2 (got %g %g %g)",
+                           name, (double)c->m1, (double)c->m2, (double)c->m3);
+        break;
+    case SM_HEAD_SPHEREFACE:
+        if (!(c->margin >= 1 && c->margin <= 10))
+            return sm_fail(err, SM_ERR_ARG, "%s: margin m must be in 1..10 (got %g)", name, (double)c->margin);
+        break;
+    case SM_HEAD_ASOFTMAX:
+        if (!(c->margin >= 1 && c->margin <= 6 && c->margin == floorf(c->margin)))
+            return sm_fail(err, SM_ERR_ARG, "%s: margin m must be an integer 1..6 (got %g)", name, (double)c->margin);
+        if (!(c->lambda_min >= 0 && c->lambda_base >= 0 && c->gamma >= 0 && c->power >= 0))
+            return sm_fail(err, SM_ERR_ARG, "%s: lambda schedule values must be >= 0", name);
+        c->scale = 1.0f;   /* logits are scaled by ||x|| instead */
+        break;
+    default:
+        if (!(c->margin >= 0) || (c->kind == SM_HEAD_ARCFACE && !(c->margin < M_PI / 2)) ||
+            (c->kind == SM_HEAD_COSFACE && !(c->margin < 1)))
+            return sm_fail(err, SM_ERR_ARG, "head %s: margin %g out of range (%s)", name,
+                           (double)c->margin,
+                           c->kind == SM_HEAD_ARCFACE ? "0 <= m < pi/2 radians" : "0 <= m < 1");
+    }
+    if (c->kind == SM_HEAD_SUBCENTER && !(c->margin >= 0 && c->margin < M_PI / 2))
+        return sm_fail(err, SM_ERR_ARG, "%s: margin must be 0 <= m < pi/2", name);
     if (!(c->scale > 0) || !isfinite(c->scale))
-        return sm_fail(err, SM_ERR_ARG, "head %s: scale must be > 0 (got %g)", h->ops->name,
-                       (double)c->scale);
-    if (!(c->margin >= 0) || (c->kind == SM_HEAD_ARCFACE && !(c->margin < M_PI / 2)) ||
-        (c->kind == SM_HEAD_COSFACE && !(c->margin < 1)))
-        return sm_fail(err, SM_ERR_ARG, "head %s: margin %g out of range (%s)", h->ops->name,
-                       (double)c->margin,
-                       c->kind == SM_HEAD_ARCFACE ? "0 <= m < pi/2 radians" : "0 <= m < 1");
+        return sm_fail(err, SM_ERR_ARG, "head %s: scale must be > 0 (got %g)", name, (double)c->scale);
     return weight_build(h, m, false, err);
 }
 
@@ -157,22 +214,77 @@ static void margin_init(sm_head *h, sm_model *m, uint64_t seed)
     /* Xavier-uniform, as the common ArcFace implementations initialise W. */
     sm_rng r;
     sm_rng_seed(&r, seed);
-    float bound = sqrtf(6.0f / (float)(h->c + h->d));
+    float bound = sqrtf(6.0f / (float)(h->c * h->k + h->d));
     float *w = sm_model_param(m, h->w);
-    for (int64_t i = 0; i < h->c * h->d; i++) w[i] = (2.0f * sm_rng_float(&r) - 1.0f) * bound;
+    for (int64_t i = 0; i < h->c * h->k * h->d; i++) w[i] = (2.0f * sm_rng_float(&r) - 1.0f) * bound;
+}
+
+/* AdaCos's dynamic scale (Zhang et al. 2019), from the current batch, before
+ * the logits: B_avg = mean_i sum_{j != y_i} exp(s·cos θ_ij) with the old s,
+ * θ_med = the lower median of the target angles (torch.median's choice),
+ * s = ln(B_avg) / cos(min(π/4, θ_med)). ln(B_avg) is a log-sum-exp, so it
+ * cannot overflow. A non-finite or non-positive result keeps the old s.
+ * Only training steps update s; it is a constant of the gradient. */
+static void adacos_update(sm_head *h, const int32_t *labels, int64_t n)
+{
+    int64_t c = h->c;
+    double s = h->cfg.scale, mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++)
+            if (j != labels[i]) mx = fmax(mx, s * h->cos[i * c + j]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++)
+            if (j != labels[i]) sum += exp(s * h->cos[i * c + j] - mx);
+    double logb = mx + log(sum) - log((double)n);
+    double *th = (double *)(void *)h->xs;   /* n doubles fit in the (N,D) scratch when D >= 2 */
+    for (int64_t i = 0; i < n; i++) {
+        double cc = h->cos[i * c + labels[i]];
+        th[i] = acos(cc > 1.0 ? 1.0 : cc < -1.0 ? -1.0 : cc);
+    }
+    /* lower median by selection sort up to the middle (n is a batch) */
+    int64_t mid = (n - 1) / 2;
+    for (int64_t a = 0; a <= mid; a++) {
+        int64_t b = a;
+        for (int64_t q = a + 1; q < n; q++) if (th[q] < th[b]) b = q;
+        double t = th[a]; th[a] = th[b]; th[b] = t;
+    }
+    double snew = logb / cos(fmin(M_PI / 4, th[mid]));
+    if (isfinite(snew) && snew > 0) h->cfg.scale = (float)snew;
+}
+
+/* cos (N,C) from normalised features and weights; with K sub-centers per
+ * class, the largest of the class's K cosines (argk remembers which). */
+static void margin_cos(sm_head *h, sm_model *m, const float *emb, int64_t n)
+{
+    int64_t d = h->d, c = h->c, K = h->k, R = c * K;
+    const float eps = 1e-12f;   /* F.normalize's default */
+    sm_l2norm_forward(h->xn, h->xnorm, emb, n, d, eps);
+    sm_l2norm_forward(h->wn, h->wnorm, sm_model_param(m, h->w), R, d, eps);
+    if (K == 1) {
+        sm_gemm(false, true, n, c, d, 1.0f, h->xn, d, h->wn, d, 0.0f, h->cos, c);
+        return;
+    }
+    sm_gemm(false, true, n, R, d, 1.0f, h->xn, d, h->wn, d, 0.0f, h->cosk, R);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < c; j++) {
+            const float *v = h->cosk + i * R + j * K;
+            int32_t b = 0;
+            for (int32_t q = 1; q < K; q++) if (v[q] > v[b]) b = q;
+            h->cos[i * c + j] = v[b];
+            h->argk[i * c + j] = b;
+        }
 }
 
 static void margin_forward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
                            int64_t n, int32_t *pred)
 {
-    int64_t d = h->d, c = h->c;
-    const float eps = 1e-12f;   /* F.normalize's default */
-    sm_l2norm_forward(h->xn, h->xnorm, emb, n, d, eps);
-    sm_l2norm_forward(h->wn, h->wnorm, sm_model_param(m, h->w), c, d, eps);
-    sm_gemm(false, true, n, c, d, 1.0f, h->xn, d, h->wn, d, 0.0f, h->cos, c);
+    int64_t c = h->c;
+    margin_cos(h, m, emb, n);
     if (pred) argmax_rows(pred, h->cos, n, c);
     if (!labels) return;
     h->correct = count_correct(h->cos, labels, n, c);
+    if (h->cfg.kind == SM_HEAD_ADACOS && m->training) adacos_update(h, labels, n);
     /* logits into dz (scratch), then cross-entropy in place */
     float s = h->cfg.scale;
     for (int64_t i = 0; i < n; i++) {
@@ -185,21 +297,146 @@ static void margin_forward(sm_head *h, sm_model *m, const float *emb, const int3
     h->loss = cross_entropy(h->dz, h->dz, labels, n, c);
 }
 
+/* dcos (N,C) in dz -> gradients of features (into demb) and class weights. */
+static void margin_cos_backward(sm_head *h, sm_model *m, int64_t n, float *demb)
+{
+    int64_t d = h->d, c = h->c, K = h->k, R = c * K;
+    const float *dc = h->dz;
+    if (K > 1) {   /* route each class's gradient to its chosen sub-center */
+        memset(h->cosk, 0, sizeof(float) * (size_t)(n * R));
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < c; j++) h->cosk[i * R + j * K + h->argk[i * c + j]] = h->dz[i * c + j];
+        dc = h->cosk;
+    }
+    sm_gemm(false, false, n, d, R, 1.0f, dc, R, h->wn, d, 0.0f, h->dx, d);   /* dx̂ */
+    sm_gemm(true, false, R, d, n, 1.0f, dc, R, h->xn, d, 0.0f, h->dw, d);    /* dŵ */
+    sm_l2norm_backward(demb, h->dx, h->xn, h->xnorm, n, d, 1e-12f);
+    sm_l2norm_backward(sm_model_grad(m, h->w), h->dw, h->wn, h->wnorm, R, d, 1e-12f);
+}
+
 static void margin_backward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
                             int64_t n, float *demb)
 {
     (void)emb;
-    int64_t d = h->d, c = h->c;
+    int64_t c = h->c;
     float s = h->cfg.scale;
     /* dL/dcos, in place in dz */
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < c; j++) h->dz[i * c + j] *= s;
         h->dz[i * c + labels[i]] *= h->dphi[i];
     }
-    sm_gemm(false, false, n, d, c, 1.0f, h->dz, c, h->wn, d, 0.0f, h->dx, d);   /* dx̂ */
-    sm_gemm(true, false, c, d, n, 1.0f, h->dz, c, h->xn, d, 0.0f, h->dw, d);    /* dŵ */
+    margin_cos_backward(h, m, n, demb);
+}
+
+/* ------------------------------------------------------------------ A-Softmax
+ * The original SphereFace (Liu et al. 2017): class weights normalised, no
+ * bias, features NOT normalised: logit_ij = ||x_i|| cos θ_ij, and for the
+ * target ||x_i|| (λ cos θ + ψ(θ)) / (1 + λ) with
+ *   ψ(θ) = (-1)^k cos(mθ) - 2k,  θ in [kπ/m, (k+1)π/m],
+ * cos(mθ) = T_m(cos θ) (Chebyshev), dψ/dcos θ = (-1)^k m U_{m-1}(cos θ).
+ * λ = max(λ_min, λ_base (1 + γ·iter)^-power) anneals from softmax to ψ. */
+static double asoftmax_psi(int m, double c, double *dpsi)
+{
+    double cc = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
+    int k = (int)floor(m * acos(cc) / M_PI);
+    if (k >= m) k = m - 1;
+    double tp = 1.0, t = cc;          /* T_0, T_1 -> T_m */
+    for (int q = 2; q <= m; q++) {
+        double tn = 2.0 * cc * t - tp;
+        tp = t;
+        t = tn;
+    }
+    double up = 1.0, u = 2.0 * cc;    /* U_0, U_1 -> U_{m-1} */
+    if (m == 1) u = 1.0;
+    for (int q = 2; q <= m - 1; q++) {
+        double un = 2.0 * cc * u - up;
+        up = u;
+        u = un;
+    }
+    double sign = (k % 2) ? -1.0 : 1.0;
+    *dpsi = sign * m * u;
+    return sign * t - 2.0 * k;
+}
+
+double sm_head_asoftmax_lambda(const sm_head_config *c, int64_t iter)
+{
+    double l = c->lambda_base * pow(1.0 + c->gamma * (double)iter, -c->power);
+    return l > c->lambda_min ? l : c->lambda_min;
+}
+
+static void asoftmax_forward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
+                             int64_t n, int32_t *pred)
+{
+    int64_t c = h->c;
+    margin_cos(h, m, emb, n);
+    if (pred) argmax_rows(pred, h->cos, n, c);
+    if (!labels) return;
+    h->correct = count_correct(h->cos, labels, n, c);
+    double lam = sm_head_asoftmax_lambda(&h->cfg, h->iter);
+    if (m->training) h->iter++;
+    int mm = (int)lrintf(h->cfg.margin);
+    for (int64_t i = 0; i < n; i++) {
+        double r = h->xnorm[i];
+        for (int64_t j = 0; j < c; j++) h->dz[i * c + j] = (float)(r * h->cos[i * c + j]);
+        double dpsi, cy = h->cos[i * c + labels[i]];
+        double psi = asoftmax_psi(mm, cy, &dpsi);
+        double g = (lam * cy + psi) / (1.0 + lam);
+        h->gy[i] = (float)g;
+        h->dphi[i] = (float)((lam + dpsi) / (1.0 + lam));
+        h->dz[i * c + labels[i]] = (float)(r * g);
+    }
+    h->loss = cross_entropy(h->dz, h->dz, labels, n, c);
+}
+
+static void asoftmax_backward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
+                              int64_t n, float *demb)
+{
+    (void)emb;
+    int64_t c = h->c, d = h->d;
+    /* logit = ||x|| g(cos): dL/d||x|| = sum_j dz g, dL/dcos = dz ||x|| g' */
+    float *dr = h->xs;   /* (N) radial gradient */
+    for (int64_t i = 0; i < n; i++) {
+        double acc = 0.0, r = h->xnorm[i];
+        for (int64_t j = 0; j < c; j++) {
+            double g = j == labels[i] ? h->gy[i] : h->cos[i * c + j];
+            acc += (double)h->dz[i * c + j] * g;
+            h->dz[i * c + j] = (float)(h->dz[i * c + j] * r * (j == labels[i] ? h->dphi[i] : 1.0));
+        }
+        dr[i] = (float)acc;
+    }
+    /* through cos: dx̂ then the projection (l2norm backward divides by ||x||) */
+    margin_cos_backward(h, m, n, demb);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < d; k++) demb[i * d + k] += dr[i] * h->xn[i * d + k];
+}
+
+/* ------------------------------------------------------------------ L2-constrained softmax
+ * Ranjan et al. 2017: x -> α x/||x|| -> Linear(D, C) with bias -> cross-entropy. */
+static void l2softmax_forward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
+                              int64_t n, int32_t *pred)
+{
+    int64_t d = h->d, c = h->c;
+    float a = h->cfg.scale;
+    sm_l2norm_forward(h->xn, h->xnorm, emb, n, d, 1e-12f);
+    for (int64_t i = 0; i < n * d; i++) h->xs[i] = a * h->xn[i];
+    sm_linear_forward(h->cos, h->xs, sm_model_param(m, h->w), sm_model_param(m, h->b), n, d, c);
+    if (pred) argmax_rows(pred, h->cos, n, c);
+    if (labels) {
+        h->loss = cross_entropy(h->dz, h->cos, labels, n, c);
+        h->correct = count_correct(h->cos, labels, n, c);
+    }
+}
+
+static void l2softmax_backward(sm_head *h, sm_model *m, const float *emb, const int32_t *labels,
+                               int64_t n, float *demb)
+{
+    (void)emb; (void)labels;
+    int64_t d = h->d, c = h->c;
+    memset(h->dx, 0, sizeof(float) * (size_t)(n * d));
+    sm_linear_backward(h->dx, sm_model_grad(m, h->w), sm_model_grad(m, h->b), h->dz, h->xs,
+                       sm_model_param(m, h->w), n, d, c);
+    for (int64_t i = 0; i < n * d; i++) h->dx[i] *= h->cfg.scale;
     sm_l2norm_backward(demb, h->dx, h->xn, h->xnorm, n, d, 1e-12f);
-    sm_l2norm_backward(sm_model_grad(m, h->w), h->dw, h->wn, h->wnorm, c, d, 1e-12f);
 }
 
 static const struct sm_head_ops normface_ops = {
@@ -208,6 +445,20 @@ static const struct sm_head_ops cosface_ops = {
     "cosface", true, false, margin_build, margin_init, margin_forward, margin_backward};
 static const struct sm_head_ops arcface_ops = {
     "arcface", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops combined_ops = {
+    "combined", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops sphereface_ops = {
+    "sphereface", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops asoftmax_ops = {
+    "sphereface-asoftmax", true, false, margin_build, margin_init, asoftmax_forward, asoftmax_backward};
+static const struct sm_head_ops adacos_ops = {
+    "adacos", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops adacos_fixed_ops = {
+    "adacos-fixed", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops subcenter_ops = {
+    "subcenter-arcface", true, false, margin_build, margin_init, margin_forward, margin_backward};
+static const struct sm_head_ops l2softmax_ops = {
+    "l2-softmax", false, false, softmax_build, softmax_init, l2softmax_forward, l2softmax_backward};
 
 /* ------------------------------------------------------------------ public */
 static const struct {
@@ -222,6 +473,13 @@ static const struct {
     {SM_HEAD_CONTRASTIVE, &sm_contrastive_ops, 0.0f, 0.0f},
     {SM_HEAD_TRIPLET, &sm_triplet_ops, 0.0f, 0.2f},
     {SM_HEAD_MULTISIM, &sm_multisim_ops, 0.0f, 0.0f},
+    {SM_HEAD_COMBINED, &combined_ops, 30.0f, 0.0f},
+    {SM_HEAD_SPHEREFACE, &sphereface_ops, 30.0f, 1.35f},
+    {SM_HEAD_ASOFTMAX, &asoftmax_ops, 1.0f, 4.0f},
+    {SM_HEAD_ADACOS, &adacos_ops, 0.0f, 0.0f},        /* s starts at the fixed value */
+    {SM_HEAD_ADACOS_FIXED, &adacos_fixed_ops, 0.0f, 0.0f},
+    {SM_HEAD_SUBCENTER, &subcenter_ops, 30.0f, 0.5f},
+    {SM_HEAD_L2SOFTMAX, &l2softmax_ops, 16.0f, 0.0f},
 };
 #define NKINDS ((int)(sizeof table / sizeof table[0]))
 
@@ -234,7 +492,10 @@ sm_status sm_head_config_default(sm_head_config *cfg, const char *name, sm_err *
             *cfg = (sm_head_config){.kind = table[i].kind, .scale = table[i].scale,
                                     .margin = table[i].margin, .easy_margin = false,
                                     .margin_neg = 1.0f, .miner = SM_MINER_ALL, .raw = false,
-                                    .alpha = 2.0f, .beta = 50.0f, .base = 0.5f, .epsilon = 0.1f};
+                                    .alpha = 2.0f, .beta = 50.0f, .base = 0.5f, .epsilon = 0.1f,
+                                    .m1 = 1.0f, .m2 = 0.3f, .m3 = 0.2f, .subcenters = 3,
+                                    .lambda_base = 1000.0f, .lambda_min = 5.0f, .gamma = 0.12f,
+                                    .power = 1.0f};
             return SM_OK;
         }
     return sm_fail(err, SM_ERR_ARG, "unknown head '%s' (known: %s)", name, sm_head_names());
@@ -242,7 +503,8 @@ sm_status sm_head_config_default(sm_head_config *cfg, const char *name, sm_err *
 
 const char *sm_head_names(void)
 {
-    return "softmax normface cosface arcface contrastive triplet multi-similarity";
+    return "softmax normface cosface arcface combined sphereface sphereface-asoftmax adacos "
+           "adacos-fixed subcenter-arcface l2-softmax contrastive triplet multi-similarity";
 }
 
 const char *sm_head_name(sm_head_kind kind)
@@ -266,7 +528,7 @@ sm_status sm_head_new(sm_head **out, sm_model *m, const sm_head_config *cfg, int
                        (long long)nclasses);
     sm_head *h = calloc(1, sizeof *h);
     if (!h) return sm_fail(err, SM_ERR_NOMEM, "out of memory");
-    *h = (sm_head){.ops = ops, .cfg = *cfg, .d = d, .c = nclasses, .w = -1, .b = -1};
+    *h = (sm_head){.ops = ops, .cfg = *cfg, .d = d, .c = nclasses, .w = -1, .b = -1, .k = 1};
     sm_status st = ops->build(h, m, err);
     if (st) { free(h); return st; }
     *out = h;
@@ -278,35 +540,44 @@ void sm_head_free(sm_head *h)
     if (!h) return;
     free(h->buf);
     free(h->pair);
+    free(h->argk);
     free(h);
 }
 
 sm_status sm_head_plan(sm_head *h, int64_t n, sm_err *err)
 {
     if (n <= h->cap) return SM_OK;
-    int64_t d = h->d, c = h->c;
-    size_t total = (size_t)(n * d * 2 + n * 2 + c * d * 2 + c + n * c * 2 + n);
+    int64_t d = h->d, c = h->c, R = c * h->k;
+    size_t cosk = h->k > 1 ? (size_t)(n * R) : 0;
+    size_t total = (size_t)(3 * n * d + 3 * n + 2 * R * d + R + 2 * n * c) + cosk;
     float *buf = malloc(total * sizeof *buf);
+    int32_t *argk = h->k > 1 ? malloc(sizeof(int32_t) * (size_t)(n * c)) : NULL;
     double *pair = h->ops->pairwise ? malloc(sizeof(double) * (size_t)(2 * n * n + 2 * n)) : NULL;
-    if (!buf || (h->ops->pairwise && !pair)) {
+    if (!buf || (h->ops->pairwise && !pair) || (h->k > 1 && !argk)) {
         free(buf);
         free(pair);
+        free(argk);
         return sm_fail(err, SM_ERR_NOMEM, "out of memory planning the head for batch %lld",
                        (long long)n);
     }
     free(h->buf);
     free(h->pair);
+    free(h->argk);
     h->buf = buf;
     h->pair = pair;
+    h->argk = argk;
     h->xn = buf; buf += n * d;
     h->dx = buf; buf += n * d;
+    h->xs = buf; buf += n * d;
     h->xnorm = buf; buf += n;
     h->dphi = buf; buf += n;
-    h->wn = buf; buf += c * d;
-    h->dw = buf; buf += c * d;
-    h->wnorm = buf; buf += c;
+    h->gy = buf; buf += n;
+    h->wn = buf; buf += R * d;
+    h->dw = buf; buf += R * d;
+    h->wnorm = buf; buf += R;
     h->cos = buf; buf += n * c;
     h->dz = buf; buf += n * c;
+    h->cosk = cosk ? buf : NULL;
     h->cap = n;
     return SM_OK;
 }

@@ -17,11 +17,17 @@ struct sm_head {
     int64_t cap;            /* planned batch capacity */
     float *buf;             /* owned: everything below points into it */
     float *xn, *xnorm;      /* (N,D) normalised features, (N) norms */
-    float *wn, *wnorm;      /* (C,D) normalised weights, (C) norms */
+    float *wn, *wnorm;      /* (C*K,D) normalised weights, (C*K) norms */
     float *cos;             /* (N,C) cos θ (margin heads) or logits (softmax) */
     float *dz;              /* (N,C) dL/dlogits */
     float *dphi;            /* (N) d target logit / d cos θ_target */
     float *dx, *dw;         /* (N,D), (C,D) gradient scratch */
+    float *xs;              /* (N,D) scratch (L2-softmax: scaled features) */
+    float *gy;              /* (N) A-Softmax: target logit / ||x|| */
+    float *cosk;            /* (N,C*K) sub-center cosines, then their gradient */
+    int32_t *argk;          /* (N,C) sub-center chosen per class */
+    int64_t k;              /* weight rows per class (sub-centers), 1 otherwise */
+    int64_t iter;           /* A-Softmax: training steps seen (λ annealing) */
     double *pair;           /* pair losses: (N,N) distances or similarities, (N,N) dL/d, (2N) scratch */
     double loss;            /* mean loss of the last forward with labels */
     int64_t correct;        /* argmax == label count of the last forward */
@@ -53,4 +59,6 @@ sm_status sm_head_plan(sm_head *h, int64_t n, sm_err *err);
 /* The target logit's margin function, exposed for tests: phi(cos θ) and its
  * derivative with respect to cos θ, for the head's configuration. */
 double sm_head_phi(const sm_head_config *cfg, double c, double *dphi_dc);
+/* A-Softmax's λ after `iter` training steps. */
+double sm_head_asoftmax_lambda(const sm_head_config *c, int64_t iter);
 #endif

@@ -56,12 +56,17 @@ sm_status sm_model_save(sm_model *m, const char *path, const sm_train_state *ts,
         const sm_head_config *c = m->head ? &m->head->cfg : NULL;
         static const char *miners[] = {"all", "hard", "semihard"};
         json_t *h = c
-            ? json_pack("{s:s, s:I, s:f, s:f, s:b, s:f, s:s, s:b, s:f, s:f, s:f, s:f}", "kind",
+            ? json_pack("{s:s, s:I, s:f, s:f, s:b, s:f, s:s, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+                        "s:I, s:f, s:f, s:f, s:f, s:I}", "kind",
                         sm_head_name(c->kind), "classes", (json_int_t)m->head->c, "scale",
                         (double)c->scale, "margin", (double)c->margin, "easy_margin",
                         (int)c->easy_margin, "margin_neg", (double)c->margin_neg, "miner",
                         miners[c->miner], "raw", (int)c->raw, "alpha", (double)c->alpha, "beta",
-                        (double)c->beta, "base", (double)c->base, "epsilon", (double)c->epsilon)
+                        (double)c->beta, "base", (double)c->base, "epsilon", (double)c->epsilon,
+                        "m1", (double)c->m1, "m2", (double)c->m2, "m3", (double)c->m3,
+                        "subcenters", (json_int_t)c->subcenters, "lambda_base", (double)c->lambda_base,
+                        "lambda_min", (double)c->lambda_min, "gamma", (double)c->gamma, "power",
+                        (double)c->power, "iter", (json_int_t)m->head->iter)
             : json_pack("{s:s}", "kind", "none");
         st = meta_json(w, "head", h, err);
     }
@@ -108,7 +113,7 @@ sm_status sm_model_save(sm_model *m, const char *path, const sm_train_state *ts,
 }
 
 static sm_status parse_head(const char *txt, const char *path, sm_head_config *hc, int64_t *classes,
-                            sm_err *err)
+                            int64_t *iter, sm_err *err)
 {
     json_error_t je;
     json_t *h = txt ? json_loads(txt, 0, &je) : NULL;
@@ -144,6 +149,22 @@ static sm_status parse_head(const char *txt, const char *path, sm_head_config *h
         hc->beta = (float)be;
         hc->base = (float)ba;
         hc->epsilon = (float)ep;
+        double m1 = hc->m1, m2 = hc->m2, m3 = hc->m3, lb = hc->lambda_base, lm = hc->lambda_min,
+               ga = hc->gamma, pw = hc->power;
+        json_int_t sc = hc->subcenters, it = 0;
+        if (!st && json_unpack(h, "{s?F, s?F, s?F, s?I, s?F, s?F, s?F, s?F, s?I}", "m1", &m1, "m2", &m2, "m3",
+                               &m3, "subcenters", &sc, "lambda_base", &lb, "lambda_min", &lm, "gamma",
+                               &ga, "power", &pw, "iter", &it) != 0)
+            st = sm_fail(err, SM_ERR_FORMAT, "'%s': malformed head metadata", path);
+        hc->m1 = (float)m1;
+        hc->m2 = (float)m2;
+        hc->m3 = (float)m3;
+        hc->subcenters = sc;
+        hc->lambda_base = (float)lb;
+        hc->lambda_min = (float)lm;
+        hc->gamma = (float)ga;
+        hc->power = (float)pw;
+        *iter = it;
         *classes = c;
     }
     json_decref(h);
@@ -192,12 +213,13 @@ sm_status sm_model_load(sm_model **out, const char *path, sm_err *err)
                        path, fmt, FORMAT_VERSION);
     }
     sm_head_config hc;
-    int64_t classes;
+    int64_t classes, iter = 0;
     sm_model *m = NULL;
-    st = parse_head(sm_ckpt_meta(ck, "head"), path, &hc, &classes, err);
+    st = parse_head(sm_ckpt_meta(ck, "head"), path, &hc, &classes, &iter, err);
     if (!st) {
         st = sm_model_new(&m, spec, &hc, classes, 0, err);
         if (st) sm_fail_prefix(err, st, "'%s': ", path);
+        else if (m->head) m->head->iter = iter;
     }
     if (!st) st = load_into(m, ck, path, err);
     if (!st) {

@@ -75,11 +75,12 @@ static void test_spec_errors(void)
 
 /* Directional finite differences of the whole model + head:
  * (L(p + h v) - L(p - h v)) / 2h  vs  g . v, for random directions v. */
-static void test_model_gradients(const char *head_name)
+static void test_model_gradients_cfg(const char *head_name, const sm_head_config *override)
 {
     sm_err err = {0};
     sm_head_config hc;
     sm_head_config_default(&hc, head_name, &err);
+    if (override) hc = *override;
     sm_model *m = NULL;
     if (sm_model_new(&m, small_spec, &hc, 4, 7, &err) != SM_OK) {
         CHECKF(0, "%s", err.msg);
@@ -122,6 +123,74 @@ static void test_model_gradients(const char *head_name)
     printf("%s %-40s max rel err %.3g\n", worst < 2e-2 ? "ok  " : "FAIL", what, worst);
     CHECK(worst < 2e-2);
     free(x); free(g); free(p0); free(v);
+    sm_model_free(m);
+}
+
+static void test_model_gradients(const char *head_name)
+{
+    test_model_gradients_cfg(head_name, NULL);
+}
+
+/* Pair losses: element-wise central differences of the loss w.r.t. the
+ * embeddings (a model that passes them through), in float with h = 1e-3.
+ * Hinges and mining choices are kinks: an element whose FD disagrees because
+ * a hinge or a choice flips inside [x-h, x+h] is detected by a second,
+ * smaller step and skipped (counted). */
+const float *sm_model_forward(sm_model *m, const float *x, int64_t n);
+
+static double pair_loss_at(sm_model *m, const float *x, const int32_t *y, int64_t n)
+{
+    const float *e = sm_model_forward(m, x, n);
+    m->head->ops->forward(m->head, m, e, y, n, NULL);
+    return m->head->loss;
+}
+
+static void test_pair_gradients(const char *name, sm_miner miner)
+{
+    sm_err err = {0};
+    sm_head_config hc;
+    sm_head_config_default(&hc, name, &err);
+    hc.miner = miner;
+    sm_model *m = NULL;
+    if (sm_model_new(&m, "input 6 1 1\nflatten\n", &hc, 3, 1, &err) != SM_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    enum { N = 12, D = 6 };
+    float x[N * D], demb[N * D] = {0};
+    int32_t y[N] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2};
+    sm_rng r;
+    sm_rng_seed(&r, 9);
+    for (int i = 0; i < N * D; i++) x[i] = (float)sm_rng_normal(&r);
+    sm_model_plan(m, N, &err);
+    m->training = true;
+    double l0 = pair_loss_at(m, x, y, N);
+    m->head->ops->backward(m->head, m, sm_model_forward(m, x, N), y, N, demb);
+    double worst = 0;
+    int skipped = 0;
+    for (int i = 0; i < N * D; i++) {
+        float s0 = x[i];
+        double fd[2];
+        const double hs[2] = {1e-3, 2.5e-4};
+        for (int k = 0; k < 2; k++) {
+            x[i] = s0 + (float)hs[k];
+            double lp = pair_loss_at(m, x, y, N);
+            x[i] = s0 - (float)hs[k];
+            double lm = pair_loss_at(m, x, y, N);
+            x[i] = s0;
+            fd[k] = (lp - lm) / (2 * hs[k]);
+        }
+        if (fabs(fd[0] - fd[1]) > 1e-2 * fmax(fabs(fd[0]), 1e-2)) { skipped++; continue; }
+        double rel = fabs(fd[0] - demb[i]) / fmax(fabs(fd[0]), 1e-2);
+        if (rel > worst) worst = rel;
+    }
+    char what[80];
+    snprintf(what, sizeof what, "%s%s FD w.r.t. embeddings", name,
+             strcmp(name, "triplet") ? "" : miner == SM_MINER_ALL ? " (all)" : miner == SM_MINER_HARD ? " (hard)" : " (semihard)");
+    printf("%s %-40s max rel err %.3g (%d kinks skipped)\n", worst < 1e-2 ? "ok  " : "FAIL", what, worst, skipped);
+    CHECK(worst < 1e-2);
+    CHECK(skipped < N * D / 4);
+    CHECKF(l0 > 0, "%s loss %g", name, l0);
     sm_model_free(m);
 }
 
@@ -236,6 +305,24 @@ int main(void)
     test_model_gradients("arcface");
     test_model_gradients("cosface");
     test_model_gradients("softmax");
+    test_model_gradients("normface");
+    test_model_gradients("combined");
+    test_model_gradients("sphereface");
+    test_model_gradients("adacos-fixed");
+    test_model_gradients("subcenter-arcface");
+    test_model_gradients("l2-softmax");
+    test_pair_gradients("contrastive", SM_MINER_ALL);
+    test_pair_gradients("triplet", SM_MINER_ALL);
+    test_pair_gradients("triplet", SM_MINER_HARD);
+    test_pair_gradients("triplet", SM_MINER_SEMIHARD);
+    test_pair_gradients("multi-similarity", SM_MINER_ALL);
+    {   /* A-Softmax with λ held constant (γ = 0) so that repeated steps see one loss */
+        sm_head_config a;
+        sm_head_config_default(&a, "sphereface-asoftmax", NULL);
+        a.gamma = 0.0f;
+        a.lambda_base = a.lambda_min = 0.5f;
+        test_model_gradients_cfg("sphereface-asoftmax", &a);
+    }
     test_tiny_training();
     test_sched();
     return th_done();
