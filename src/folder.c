@@ -590,6 +590,9 @@ void sm_folder_sanitize(const char *name, char *out, size_t cap)
     }
     if (o == 0 && cap > 1) out[o++] = '_';
     out[o] = '\0';
+    /* a leading or trailing space would not survive classes.txt (its lines are trimmed) */
+    if (out[0] == ' ') out[0] = '_';
+    if (o > 0 && out[o - 1] == ' ') out[o - 1] = '_';
 }
 
 /* Finds classes.txt for a tree: root's, else (split trees) train's, test's. */
@@ -768,13 +771,11 @@ sm_status sm_folder_export(const sm_dataset *ds, const char *dir, int64_t limit,
         if (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes)
             return sm_fail(err, SM_ERR_ARG, "image %lld has label %d, outside the dataset's %d classes", (long long)i,
                            (int)ds->labels[i], (int)ds->n_classes);
-    sm_status st = make_dirs(dir, err);
-    if (st) return st;
-    if (!dir_is_empty(dir))
-        return sm_fail(err, SM_ERR_ARG, "'%s' is not empty; export into a new or empty directory", dir);
-
+    sm_status st = SM_OK;
     int32_t k = ds->n_classes;
     char **fold = calloc((size_t)k, sizeof *fold);
+    char *used = NULL;
+    keyidx *order = NULL;
     char *list = NULL;
     size_t list_len = 0;
     FILE *lf = open_memstream(&list, &list_len);
@@ -782,23 +783,44 @@ sm_status sm_folder_export(const sm_dataset *ds, const char *dir, int64_t limit,
         st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
         goto done;
     }
+    /* folder names: sanitized; a clash gets "_<label>" on all but the first class */
     for (int32_t c = 0; c < k; c++) {
         char num[16], buf[256];
         snprintf(num, sizeof num, "%d", (int)c);
-        const char *name = ds->class_names && ds->class_names[c] ? ds->class_names[c] : num;
-        sm_folder_sanitize(name, buf, sizeof buf - 16);
-        for (int32_t j = 0; j < c; j++)
-            if (!strcmp(fold[j], buf)) {
-                snprintf(buf + strlen(buf), 16, "_%d", (int)c);
-                break;
-            }
-        if (!(fold[c] = strdup(buf))) {
+        sm_folder_sanitize(ds->class_names && ds->class_names[c] ? ds->class_names[c] : num, buf, sizeof buf - 16);
+        if (!(fold[c] = malloc(strlen(buf) + 16))) {
             st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
             goto done;
         }
+        strcpy(fold[c], buf);
+    }
+    if (!(order = malloc(sizeof *order * (size_t)k))) {
+        st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t c = 0; c < k; c++) order[c] = (keyidx){ fold[c], c };
+        sort_n(order, (size_t)k, sizeof *order, cmp_keyidx);
+        int64_t clash = -1;
+        for (int32_t i = k - 1; i > 0; i--)
+            if (!strcmp(order[i].key, order[i - 1].key)) clash = i;
+        if (clash < 0) break;
+        if (pass == 1) {   /* "a_b_3" was also a class of its own */
+            st = sm_fail(err, SM_ERR_ARG, "classes %lld and %lld both need the folder name '%s'; rename one",
+                         (long long)order[clash - 1].label, (long long)order[clash].label, order[clash].key);
+            goto done;
+        }
+        for (int32_t i = k - 1; i > 0; i--)
+            if (!strcmp(order[i].key, order[i - 1].key))
+                snprintf(fold[order[i].label] + strlen(fold[order[i].label]), 16, "_%d", (int)order[i].label);
+    }
+    for (int32_t c = 0; c < k; c++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", (int)c);
+        const char *name = ds->class_names && ds->class_names[c] ? ds->class_names[c] : num;
         /* a name with a tab or newline cannot be a classes.txt line: keep the folder name */
-        if (strcmp(name, buf) && !strpbrk(name, "\t\r\n")) fprintf(lf, "%s\t%s\n", buf, name);
-        else fprintf(lf, "%s\n", buf);
+        if (strcmp(name, fold[c]) && !strpbrk(name, "\t\r\n")) fprintf(lf, "%s\t%s\n", fold[c], name);
+        else fprintf(lf, "%s\n", fold[c]);
     }
     if (fclose(lf) != 0) {
         lf = NULL;
@@ -806,6 +828,11 @@ sm_status sm_folder_export(const sm_dataset *ds, const char *dir, int64_t limit,
         goto done;
     }
     lf = NULL;
+    if ((st = make_dirs(dir, err))) goto done;
+    if (!dir_is_empty(dir)) {
+        st = sm_fail(err, SM_ERR_ARG, "'%s' is not empty; export into a new or empty directory", dir);
+        goto done;
+    }
     char *cpath = join(dir, SM_FOLDER_CLASSES_FILE);
     if (!cpath) {
         st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
@@ -815,10 +842,17 @@ sm_status sm_folder_export(const sm_dataset *ds, const char *dir, int64_t limit,
     st = sm_file_write_atomic(cpath, &part, 1, err);
     free(cpath);
     if (st) goto done;
-    for (int64_t i = 0; i < count && !st; i++) {
-        char *cdir = join(dir, fold[ds->labels[i]]);
+    used = calloc((size_t)k, 1);
+    if (!used) {
+        st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < count; i++) used[ds->labels[i]] = 1;
+    for (int32_t c = 0; c < k && !st; c++) {   /* a folder for each class with images */
+        if (!used[c]) continue;
+        char *cdir = join(dir, fold[c]);
         if (!cdir) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
-        else if (mkdir(cdir, 0777) != 0 && errno != EEXIST)
+        else if (mkdir(cdir, 0777) != 0)
             st = sm_fail(err, SM_ERR_IO, "cannot create the directory '%s': %s", cdir, strerror(errno));
         free(cdir);
     }
@@ -869,6 +903,8 @@ SM_PRAGMA(omp critical(sm_folder_error))
 done:
     if (lf) fclose(lf);
     free(list);
+    free(used);
+    free(order);
     for (int32_t c2 = 0; fold && c2 < k; c2++) free(fold[c2]);
     free(fold);
     return st;

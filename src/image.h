@@ -105,11 +105,12 @@ sm_status sm_image_convert(const sm_image *in, int c, sm_image *out, sm_err *err
 sm_status sm_image_resize(const sm_image *in, int64_t w, int64_t h, sm_image *out, sm_err *err);
 
 /* The float planes (C, H, W) a model with input (C, H, W) takes for img:
- * channels converted to C (1 or 3), resized to H x W (without rounding in
- * between), then x = (u/255 - mean)/std with the model's input
- * normalisation, computed exactly as sm_images_to_float does (so an image
- * already of the model's size and channels gives the same floats as the
- * IDX path). out holds C*H*W floats, caller-allocated.
+ * channels converted to C (1 or 3), resized to H x W and rounded to u8
+ * (sm_image_to_planes, as a folder dataset stores it), then
+ * x = (u/255 - mean)/std with the model's input normalisation through
+ * sm_images_to_float. So a file embeds exactly as the same file does in a
+ * folder dataset, and an image already of the model's size as the IDX path.
+ * out holds C*H*W floats, caller-allocated.
  * Errors: SM_ERR_UNSUPPORTED (a model whose input has neither 1 nor 3
  * channels), SM_ERR_ARG, SM_ERR_NOMEM. */
 sm_status sm_image_to_model_input(const sm_model *m, const sm_image *img, float *out, sm_err *err);

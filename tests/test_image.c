@@ -919,6 +919,30 @@ static void test_export(void)
     CHECK(sm_folder_export(&ds, p, 7, &e) == SM_ERR_ARG && HAS(e, "not empty"));
     sm_dataset_free(&ds);
 
+    /* folder names */
+    static const char *const cases[7][2] = { { "T-shirt/top", "T-shirt_top" }, { ".x", "_x" }, { "", "_" },
+                                              { " a b ", "_a b_" }, { "a\tb|c?", "a_b_c_" }, { "..", "_." },
+                                              { "Ankle boot", "Ankle boot" } };
+    for (int i = 0; i < 7; i++) {
+        char out[32];
+        sm_folder_sanitize(cases[i][0], out, sizeof out);
+        CHECKF(!strcmp(out, cases[i][1]), "sanitize '%s' -> '%s'", cases[i][0], out);
+    }
+    char small[4];
+    sm_folder_sanitize("abcdef", small, sizeof small);
+    CHECK(!strcmp(small, "abc"));
+    sm_folder_sanitize("abcdef", small, 1);
+    CHECK(small[0] == '\0');
+    /* a clash that suffixing cannot solve */
+    sm_dataset cl = {0};
+    cl.n = 3; cl.c = 1; cl.h = 1; cl.w = 1; cl.n_classes = 3;
+    uint8_t cpx[3] = { 1, 2, 3 };
+    int32_t clab[3] = { 0, 1, 2 };
+    char *cn[3] = { "a:b", "a_b", "a_b_1" };
+    cl.images = cpx; cl.labels = clab; cl.class_names = cn;
+    tpath(p, sizeof p, "x3");
+    CHECKF(sm_folder_export(&cl, p, 0, &e) == SM_ERR_ARG && HAS(e, "a_b_1"), "%s", e.msg);
+
     /* the real thing, when installed: Fashion-MNIST test, the first 60 */
     sm_dataset fm = {0};
     if (access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK) != 0 &&
