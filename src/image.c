@@ -240,6 +240,64 @@ static void jpeg_progress_cb(j_common_ptr cinfo)
     }
 }
 
+/* The EXIF orientation (TIFF tag 0x0112 in IFD0 of the APP1 "Exif" segment,
+ * EXIF 2.32 section 4.6.4), 1..8; 1 when absent or unreadable: a damaged
+ * EXIF block never fails an image whose pixels are fine. */
+static uint32_t exif_get(const uint8_t *p, int le, int bytes)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint32_t)p[le ? i : bytes - 1 - i] << (8 * i);
+    return v;
+}
+
+static int exif_orientation(j_decompress_ptr d)
+{
+    for (jpeg_saved_marker_ptr m = d->marker_list; m; m = m->next) {
+        if (m->marker != JPEG_APP0 + 1 || m->data_length < 6 + 8 || memcmp(m->data, "Exif\0\0", 6) != 0) continue;
+        const uint8_t *t = m->data + 6;   /* the TIFF header */
+        size_t n = m->data_length - 6;
+        int le = t[0] == 'I' && t[1] == 'I';
+        if ((!le && !(t[0] == 'M' && t[1] == 'M')) || exif_get(t + 2, le, 2) != 42) return 1;
+        uint32_t ifd = exif_get(t + 4, le, 4);
+        if (ifd > n - 2) return 1;
+        uint32_t count = exif_get(t + ifd, le, 2);
+        for (uint32_t i = 0; i < count; i++) {
+            size_t e = (size_t)ifd + 2 + 12 * (size_t)i;
+            if (e + 12 > n) return 1;
+            if (exif_get(t + e, le, 2) != 0x0112) continue;
+            uint32_t v = exif_get(t + e + 8, le, 2);   /* type SHORT, count 1: the value is inline */
+            return exif_get(t + e + 2, le, 2) == 3 && v >= 1 && v <= 8 ? (int)v : 1;
+        }
+        return 1;
+    }
+    return 1;
+}
+
+/* Turns the stored pixels (w, h) upright for EXIF orientation o; for 5..8
+ * the result is h wide and w high. Returns the new buffer, or NULL. */
+static uint8_t *orient(const uint8_t *px, int64_t w, int64_t h, int c, int o)
+{
+    uint8_t *out = malloc((size_t)(w * h * c));
+    if (!out) return NULL;
+    int64_t ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+    for (int64_t y = 0; y < oh; y++)
+        for (int64_t x = 0; x < ow; x++) {
+            int64_t sx, sy;
+            switch (o) {
+            case 2: sx = w - 1 - x; sy = y; break;              /* mirrored */
+            case 3: sx = w - 1 - x; sy = h - 1 - y; break;      /* rotated 180 */
+            case 4: sx = x; sy = h - 1 - y; break;              /* flipped */
+            case 5: sx = y; sy = x; break;                      /* transposed */
+            case 6: sx = y; sy = h - 1 - x; break;              /* needs 90 clockwise */
+            case 7: sx = w - 1 - y; sy = h - 1 - x; break;      /* transversed */
+            case 8: sx = w - 1 - y; sy = x; break;              /* needs 90 counter-clockwise */
+            default: sx = x; sy = y; break;
+            }
+            memcpy(out + (y * ow + x) * c, px + (sy * w + sx) * c, (size_t)c);
+        }
+    return out;
+}
+
 static sm_status jpeg_in_run(struct jpeg_in *s, const uint8_t *buf, size_t n, sm_err *err)
 {
     if (setjmp(s->jb)) return sm_fail(err, SM_ERR_FORMAT, "%s", s->msg);
@@ -254,6 +312,7 @@ static sm_status jpeg_in_run(struct jpeg_in *s, const uint8_t *buf, size_t n, sm
     s->progress.progress_monitor = jpeg_progress_cb;
     s->d.progress = &s->progress;
     jpeg_mem_src(&s->d, buf, (unsigned long)n);
+    jpeg_save_markers(&s->d, JPEG_APP0 + 1, 0xffff);   /* EXIF, for the orientation */
     jpeg_read_header(&s->d, TRUE);
     sm_status st = check_size("JPEG image", s->d.image_width, s->d.image_height, err);
     if (st) return st;
@@ -267,8 +326,9 @@ static sm_status jpeg_in_run(struct jpeg_in *s, const uint8_t *buf, size_t n, sm
         s->d.out_color_space = JCS_RGB;
         c = 3;
     }
-    s->img.w = s->d.image_width;
-    s->img.h = s->d.image_height;
+    int o = exif_orientation(&s->d);
+    s->img.w = o >= 5 ? s->d.image_height : s->d.image_width;
+    s->img.h = o >= 5 ? s->d.image_width : s->d.image_height;
     s->img.c = c;
     if (s->info_only) return SM_OK;
 
@@ -276,8 +336,8 @@ static sm_status jpeg_in_run(struct jpeg_in *s, const uint8_t *buf, size_t n, sm
     if ((int)s->d.output_components != c || s->d.output_width != s->d.image_width ||
         s->d.output_height != s->d.image_height)
         return sm_fail(err, SM_ERR_INTERNAL, "JPEG decoder: unexpected output layout");
-    size_t stride = (size_t)s->img.w * (size_t)c;
-    s->img.px = malloc(stride * (size_t)s->img.h);
+    size_t stride = (size_t)s->d.output_width * (size_t)c;
+    s->img.px = malloc(stride * (size_t)s->d.output_height);
     if (!s->img.px)
         return sm_fail(err, SM_ERR_NOMEM, "out of memory for a %lldx%lld JPEG image", (long long)s->img.w,
                        (long long)s->img.h);
@@ -286,6 +346,12 @@ static sm_status jpeg_in_run(struct jpeg_in *s, const uint8_t *buf, size_t n, sm
         jpeg_read_scanlines(&s->d, &row, 1);
     }
     jpeg_finish_decompress(&s->d);
+    if (o != 1) {
+        uint8_t *up = orient(s->img.px, s->d.output_width, s->d.output_height, c, o);
+        if (!up) return sm_fail(err, SM_ERR_NOMEM, "out of memory turning a JPEG image upright");
+        free(s->img.px);
+        s->img.px = up;
+    }
     return SM_OK;
 }
 

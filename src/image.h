@@ -16,7 +16,10 @@
  * palettes are expanded (to RGBA when the palette has transparency, tRNS),
  * 1/2/4-bit gray is expanded to 0..255, Adam7-interlaced files are
  * deinterlaced. A gray JPEG is c = 1, any other JPEG c = 3 (CMYK JPEGs are
- * refused as unsupported). EXIF orientation is not applied.
+ * refused as unsupported). A JPEG's EXIF orientation (1..8) is applied, so
+ * a phone photo comes out upright and w, h are those of the upright image;
+ * a missing or unreadable EXIF block means "as stored". Gamma, colour
+ * profiles and PNG's eXIf chunk are ignored: the stored samples are used.
  *
  * Conversions (sm_image_convert):
  *   gray = BT.601 luma, round((299 R + 587 G + 114 B) / 1000)   (ITU-R BT.601)

@@ -214,6 +214,31 @@ static void test_decode_fixtures(void)
     }
 }
 
+/* EXIF orientation: every value, little- and big-endian TIFF headers, against Pillow's exif_transpose. */
+static void test_orientation(void)
+{
+    static const char *const names[8] = { "orient2.jpg", "orient3.jpg", "orient4.jpg", "orient5.jpg",
+                                          "orient6.jpg", "orient7.jpg", "orient8.jpg", "orient6_mm.jpg" };
+    for (int i = 0; i < 8; i++) {
+        sm_image im, ref;
+        char refname[64];
+        snprintf(refname, sizeof refname, "%s.png", names[i]);
+        if (!load_fixture(names[i], &im)) continue;
+        if (!load_fixture(refname, &ref)) { sm_image_free(&im); continue; }
+        int turned = i >= 3;   /* orientations 5..8 (and the MM 6) swap width and height */
+        int64_t ew = turned ? 4 : 6, eh = turned ? 6 : 4;
+        int same = im.w == ref.w && im.h == ref.h && im.c == 1 && ref.c == 1;
+        CHECKF(same && im.w == ew && im.h == eh, "%s: %lldx%lld, Pillow %lldx%lld", names[i], (long long)im.w,
+               (long long)im.h, (long long)ref.w, (long long)ref.h);
+        if (same) {
+            int d = max_abs_diff(im.px, ref.px, (size_t)(im.w * im.h));
+            CHECKF(d <= 1, "%s vs Pillow's exif_transpose: max diff %d", names[i], d);
+        }
+        sm_image_free(&im);
+        sm_image_free(&ref);
+    }
+}
+
 /* ------------------------------------------------------------- refusals */
 
 static void be32(uint8_t *p, uint32_t v)
@@ -968,6 +993,7 @@ int main(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/simile-image-XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     test_decode_fixtures();
+    test_orientation();
     test_refusals();
     test_prefixes_and_flips();
     test_convert();

@@ -148,6 +148,20 @@ def main(out):
         Image.open(P(name)).save(P(name + ".png"))
     Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(P("cmyk.jpg"), quality=90)   # refused: unsupported
 
+    # EXIF orientations 2..8 on one 6x4 gray picture; the reference is Pillow's exif_transpose
+    from PIL import ImageOps
+    o = Image.new("L", (6, 4))
+    o.putdata([(x * 40 + y * 60) & 255 for y in range(4) for x in range(6)])
+    for k in range(2, 9):
+        ex = Image.Exif()
+        ex[0x0112] = k
+        o.save(P("orient%d.jpg" % k), quality=95, exif=ex.tobytes())
+    # a big-endian ("MM") TIFF header, written by hand: one IFD entry, orientation 6
+    mm = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0"
+    o.save(P("orient6_mm.jpg"), quality=95, exif=mm)
+    for name in ["orient%d.jpg" % k for k in range(2, 9)] + ["orient6_mm.jpg"]:
+        ImageOps.exif_transpose(Image.open(P(name))).save(P(name + ".png"))
+
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/images")
