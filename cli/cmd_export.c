@@ -14,7 +14,7 @@ int cmd_export_images(int argc, char **argv)
     opt o[] = {{"data", "SPEC[:split]", "data set (default fashion-mnist); without :train/:test both splits", NULL},
                {"out", "DIR", "output directory, new or empty (required)", NULL},
                {"limit", "N", "write only the first N images of each split", NULL},
-               {"threads", "T", "threads (default: all cores)", NULL},
+               {"threads", "T", "threads decoding an image-folder source (writing uses 16 I/O threads)", NULL},
                {NULL, NULL, NULL, NULL}};
     prog_cmd = "simile export-images";
     parse(argc, argv, 2, o, "simile export-images --data fashion-mnist:test --out DIR [--limit N]",

@@ -859,7 +859,7 @@ sm_status sm_folder_export(const sm_dataset *ds, const char *dir, int64_t limit,
     if (st) goto done;
 
     int width = 1;
-    for (int64_t m = count - 1; m >= 10; m /= 10) width++;
+    for (int64_t m = count - 1; m >= 10 && width < 19; m /= 10) width++;   /* int64 has 19 digits */
     int64_t c = ds->c, h = ds->h, w = ds->w;
     size_t chw = (size_t)(c * h * w);
     atomic_llong bad = count;
