@@ -15,9 +15,18 @@
 #define SM_INDEX_AVX2 1
 #endif
 
-/* A scan is split over threads only above this many floats (4 MiB): below it
- * waking the threads costs more than the scan. */
-#define SCAN_PAR_MIN ((int64_t)1 << 20)
+/* A single-query scan is split over threads only above this many floats
+ * (64 MiB, ~3 ms of streaming on one core): below it waking the threads costs
+ * more than it saves, and on a shared machine a split waits for the slowest
+ * core (measured: 4x slower under load). */
+static int64_t scan_par_min = (int64_t)1 << 24;
+
+int64_t sm_index_scan_split_min(int64_t floats)
+{
+    int64_t old = scan_par_min;
+    if (floats > 0) scan_par_min = floats;
+    return old;
+}
 
 /* ------------------------------------------------------------- dot products */
 
@@ -211,13 +220,40 @@ typedef struct scan_job {
     float qs;                /* kind 1 */
 } scan_job;
 
+/* The scan's dot product, inlined: two chains of 8 lanes over 16-float
+ * steps (enough to hide the FMA latency at d = 128, and fewer registers than
+ * sm_dot_f32's four). Rows are scored one after another: a single
+ * sequential stream runs at 1.1x the streaming-read time at 1M x 128, while
+ * scoring 4 or 8 rows side by side (query chunks loaded once per group) was
+ * 1.25x and 1.7x (bench/bench_index.c, docs/results.md). */
+#ifdef SM_INDEX_AVX2
+static inline float scan_dot(const float *r0, int64_t d, const float *q)
+{
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + i), _mm256_loadu_ps(q + i), a0);
+        b0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + i + 8), _mm256_loadu_ps(q + i + 8), b0);
+    }
+    if (i + 8 <= d) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + i), _mm256_loadu_ps(q + i), a0);
+        i += 8;
+    }
+    float out = hsum256(_mm256_add_ps(a0, b0));
+    for (; i < d; i++) out += r0[i] * q[i];
+    return out;
+}
+#else
+static inline float scan_dot(const float *r0, int64_t d, const float *q) { return sm_dot_f32(r0, q, d); }
+#endif
+
 static void scan_range(const scan_job *j, int64_t lo, int64_t hi, sm_topk *t)
 {
     int64_t d = j->d;
     float floor_ = sm_topk_floor(t);
     if (j->kind == 0) {
         for (int64_t r = lo; r < hi; r++) {
-            float s = sm_dot_f32(j->base + r * d, j->qf, d);
+            float s = scan_dot(j->base + r * d, d, j->qf);
             if (s >= floor_) {
                 sm_topk_push(t, s, r);
                 floor_ = sm_topk_floor(t);
@@ -240,7 +276,7 @@ static void scan_one(const scan_job *j, int64_t n, int64_t kk, float *heap_s, in
                      int64_t *idx, float *sim)
 {
     int nt = max_threads();
-    if (nt <= 1 || n * j->d < SCAN_PAR_MIN || n < 2 * nt) {
+    if (nt <= 1 || n * j->d < scan_par_min || n < 2 * nt) {
         sm_topk t;
         sm_topk_init(&t, kk, heap_s, heap_i);
         scan_range(j, 0, n, &t);
@@ -399,6 +435,11 @@ sm_status sm_index_flat_naive(const float *base, int64_t n, int64_t d, const flo
 
 /* ------------------------------------------------------------------- int8 */
 
+/* Queries per chunk and rows per block of a batched int8 search (16 queries
+ * over 2048 rows of 128 codes: 256 KiB of codes reused 16 times from L2). */
+#define Q8_CHUNK 16
+#define Q8_ROWS 2048
+
 void sm_q8_encode(int8_t *codes, float *scales, const float *x, int64_t n, int64_t d)
 {
     for (int64_t r = 0; r < n; r++) {
@@ -435,53 +476,80 @@ sm_status sm_index_q8_search(const int8_t *codes, const float *scales, int64_t n
     }
     bool re = rerank > 0 && base;
     int64_t kk = re && rerank > k ? rerank : k;
-    /* Several queries: one thread per query (each scan serial). One query:
-     * the scan itself splits over the threads. */
+    /* One query: its scan splits over the threads. Several: chunks of
+     * Q8_CHUNK queries, one chunk per thread at a time, each chunk walking the
+     * rows in blocks of Q8_ROWS (d * Q8_ROWS bytes, L2-sized) and scanning
+     * every query of the chunk over a block before the next: the codes are
+     * read from memory once per chunk instead of once per query. */
     int nt = max_threads();
-    bool per_query = nq > 1 && nt > 1;
-    int64_t slots = per_query ? nt : 1;         /* concurrent queries */
-    int64_t hslots = per_query ? 1 : nt;        /* heaps per query */
+    bool one = nq == 1;
+    int64_t chunk = one ? 1 : Q8_CHUNK;
+    int64_t slots = one ? 1 : nt;                 /* chunks in flight */
+    int64_t hslots = one ? nt : chunk;            /* heaps per slot */
     size_t per = (size_t)(kk * hslots);
     float *hs = malloc(sizeof(float) * per * (size_t)slots);
     int64_t *hi = malloc(sizeof(int64_t) * per * (size_t)slots);
     float *cs = malloc(sizeof(float) * (size_t)(kk * slots));
     int64_t *ci = malloc(sizeof(int64_t) * (size_t)(kk * slots));
-    int8_t *qc = malloc((size_t)(d * slots));
-    if (!hs || !hi || !cs || !ci || !qc) {
+    int8_t *qc = malloc((size_t)(d * chunk * slots));
+    float *qs = malloc(sizeof(float) * (size_t)(chunk * slots));
+    if (!hs || !hi || !cs || !ci || !qc || !qs) {
         free(hs);
         free(hi);
         free(cs);
         free(ci);
         free(qc);
+        free(qs);
         return sm_fail(err, SM_ERR_NOMEM, "out of memory for int8 search heaps");
     }
+    int64_t nchunks = (nq + chunk - 1) / chunk;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (per_query)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (!one)
 #endif
-    for (int64_t i = 0; i < nq; i++) {
-        int slot = per_query ? sm_thread_id() : 0;
-        int8_t *qci = qc + (int64_t)slot * d;
-        float *csi = cs + (int64_t)slot * kk, *hsi = hs + (size_t)slot * per;
-        int64_t *cii = ci + (int64_t)slot * kk, *hii = hi + (size_t)slot * per;
-        float qs;
-        sm_q8_encode(qci, &qs, q + i * d, 1, d);
-        scan_job j = {.kind = 1, .codes = codes, .scales = scales, .d = d, .qc = qci, .qs = qs};
-        scan_one(&j, n, kk, hsi, hii, cii, csi);
-        if (!re) {
-            memcpy(idx + i * k, cii, sizeof(int64_t) * (size_t)k);
-            memcpy(sim + i * k, csi, sizeof(float) * (size_t)k);
-            continue;
+    for (int64_t c = 0; c < nchunks; c++) {
+        int slot = one ? 0 : sm_thread_id();
+        int64_t q0 = c * chunk, nc = nq - q0 < chunk ? nq - q0 : chunk;
+        int8_t *qci = qc + (int64_t)slot * chunk * d;
+        float *qsi = qs + (int64_t)slot * chunk, *hsi = hs + (size_t)slot * per, *csi = cs + (int64_t)slot * kk;
+        int64_t *hii = hi + (size_t)slot * per, *cii = ci + (int64_t)slot * kk;
+        sm_q8_encode(qci, qsi, q + q0 * d, nc, d);
+        sm_topk t[Q8_CHUNK];
+        if (one) {
+            scan_job j = {.kind = 1, .codes = codes, .scales = scales, .d = d, .qc = qci, .qs = qsi[0]};
+            scan_one(&j, n, kk, hsi, hii, cii, csi);
+        } else {
+            for (int64_t i = 0; i < nc; i++) sm_topk_init(&t[i], kk, hsi + i * kk, hii + i * kk);
+            for (int64_t r0 = 0; r0 < n; r0 += Q8_ROWS) {
+                int64_t r1 = n - r0 < Q8_ROWS ? n : r0 + Q8_ROWS;
+                for (int64_t i = 0; i < nc; i++) {
+                    scan_job j = {.kind = 1, .codes = codes, .scales = scales, .d = d, .qc = qci + i * d, .qs = qsi[i]};
+                    scan_range(&j, r0, r1, &t[i]);
+                }
+            }
         }
-        sm_topk t;
-        sm_topk_init(&t, k, hsi, hii);
-        for (int64_t c = 0; c < kk && cii[c] >= 0; c++)
-            sm_topk_push(&t, sm_dot_f32(base + cii[c] * d, q + i * d, d), cii[c]);
-        sm_topk_finish(&t, idx + i * k, sim + i * k);
+        for (int64_t i = 0; i < nc; i++) {
+            int64_t *oi = idx + (q0 + i) * k;
+            float *os = sim + (q0 + i) * k;
+            if (!one) sm_topk_finish(&t[i], cii, csi);
+            if (!re) {
+                memcpy(oi, cii, sizeof(int64_t) * (size_t)k);
+                memcpy(os, csi, sizeof(float) * (size_t)k);
+                continue;
+            }
+            /* re-score the kk candidates exactly; the heap arrays of query i
+             * are free again (finished into cii/csi) */
+            sm_topk rt;
+            sm_topk_init(&rt, k, hsi + i * kk, hii + i * kk);
+            for (int64_t e = 0; e < kk && cii[e] >= 0; e++)
+                sm_topk_push(&rt, sm_dot_f32(base + cii[e] * d, q + (q0 + i) * d, d), cii[e]);
+            sm_topk_finish(&rt, oi, os);
+        }
     }
     free(hs);
     free(hi);
     free(cs);
     free(ci);
     free(qc);
+    free(qs);
     return SM_OK;
 }

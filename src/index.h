@@ -13,12 +13,13 @@
  *
  * Paths:
  *   scan   one query against all rows: a dot-product loop over contiguous
- *          rows (AVX2+FMA intrinsics when compiled with them, 8 independent
- *          float lanes otherwise, which the compiler vectorises), feeding a
- *          size-k min-heap (partial selection, O(n log k)). Split over the
- *          OpenMP threads in row blocks when n*d is large; per-thread heaps are
- *          merged. Memory-bandwidth bound for large n: bench/bench_index.c
- *          compares it with a plain streaming read of the same bytes.
+ *          rows, one row after another (AVX2+FMA intrinsics when compiled
+ *          with them, 8 independent float lanes otherwise, which the compiler
+ *          vectorises), feeding a size-k min-heap (partial selection,
+ *          O(n log k)). Split over the OpenMP threads in row blocks when n*d
+ *          is large (sm_index_scan_split_min); per-thread heaps are merged.
+ *          Memory-bandwidth bound for large n: bench/bench_index.c compares
+ *          it with a plain streaming read of the same bytes (1.1x at 1M x 128).
  *   gemm   a block of queries against blocks of rows through sm_gemm (one
  *          similarity tile at a time, never the whole nq x n matrix), then the
  *          same heaps. Used by sm_index_flat_search for nq >= SM_INDEX_GEMM_MIN.
@@ -27,7 +28,9 @@
  *          the similarity estimate is dot(codes) * scale_a * scale_b, with the
  *          code dot product exact in int32. 4x less memory than float32 (plus
  *          4 bytes of scale per row); optionally the best `rerank` candidates
- *          are re-scored with the float rows.
+ *          are re-scored with the float rows. Several queries are scanned in
+ *          chunks over L2-sized blocks of rows, so the codes are read once per
+ *          chunk of queries, not once per query.
  *
  * Rounding: scan and gemm accumulate in float in different orders, so their
  * similarities may differ in the last bits (tests compare both with a double
@@ -50,6 +53,12 @@
 
 /* Largest k accepted by every search (a top-k heap per query per thread). */
 #define SM_INDEX_MAX_K 100000
+
+/* Sets the size (n * d floats, > 0) from which one query's scan is split over
+ * the OpenMP threads, and returns the previous value (floats <= 0 only
+ * reads it). Default 2^24 (64 MiB of rows). For tests and benches; not
+ * thread-safe against concurrent searches. */
+int64_t sm_index_scan_split_min(int64_t floats);
 
 /* Dot product of a (d) and b (d), float accumulation in the path's order. */
 float sm_dot_f32(const float *a, const float *b, int64_t d);

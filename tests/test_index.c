@@ -153,6 +153,7 @@ static void test_flat(void)
     float bs[2 * 16], bs2[2 * 16];
     CHECK(sm_index_flat_naive(bb, bn, bd, bq, 2, 16, bi, bs, &err) == SM_OK);
     int old = sm_threads_get();
+    int64_t old_split = sm_index_scan_split_min((int64_t)1 << 20);
     sm_threads_set(2);
     CHECK(sm_index_flat_scan(bb, bn, bd, bq, 2, 16, bi2, bs2, &err) == SM_OK);
     CHECKF(compare(bi2, bs2, bi, bs, 2, 16, 1e-5) == 0, "threaded scan differs from naive");
@@ -162,6 +163,7 @@ static void test_flat(void)
     CHECK(sm_index_flat_scan(bb, bn, bd, bq, 2, 16, bi3, bs3, &err) == SM_OK);
     CHECKF(!memcmp(bi2, bi3, sizeof bi2) && !memcmp(bs2, bs3, sizeof bs2), "scan depends on the thread count");
     sm_threads_set(old);
+    sm_index_scan_split_min(old_split);
     free(bb);
     free(bq);
     free(base);
