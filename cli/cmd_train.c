@@ -35,11 +35,17 @@ int cmd_train(int argc, char **argv)
         {"arch", "NAME", "built-in architecture: mnist-net (default)", NULL},
         {"spec", "FILE", "model spec file instead of --arch (docs/model-spec.md)", NULL},
         {"dim", "D", "embedding size (default 512)", NULL},
-        {"head", "NAME", "softmax normface cosface arcface (default arcface)", NULL},
+        {"head", "NAME", "arcface (default), cosface, normface, sphereface, sphereface-asoftmax, adacos,\n"
+         "                           adacos-fixed, subcenter-arcface, combined, l2-softmax, softmax", NULL},
         {"loss", "NAME", "pair loss instead of a head: contrastive, triplet, multi-similarity", NULL},
         {"scale", "S", "head scale s (default per head: 30)", NULL},
         {"margin", "M", "margin m (arcface 0.5 rad, cosface 0.35; triplet 0.2; contrastive: positive margin 0)", NULL},
         {"easy-margin", NULL, "arcface: easy margin instead of the th/mm fallback", NULL},
+        {"m1", "M", "combined margin m1 (cos(m1*theta + m2) - m3; default 1)", NULL},
+        {"m2", "M", "combined margin m2 (default 0.3)", NULL},
+        {"m3", "M", "combined margin m3 (default 0.2)", NULL},
+        {"subcenters", "K", "subcenter-arcface: centres per class (default 3)", NULL},
+        {"lambda-min", "L", "sphereface-asoftmax: final lambda (default 5)", NULL},
         {"margin-neg", "M", "contrastive: negative margin (default 1)", NULL},
         {"miner", "NAME", "triplet mining: all (default), hard, semihard", NULL},
         {"raw", NULL, "pair losses: raw embeddings instead of L2-normalised ones", NULL},
@@ -115,6 +121,11 @@ int cmd_train(int argc, char **argv)
         hc.margin = (float)get_num(o, "margin", hc.margin, 0, 10);
         hc.easy_margin = get(o, "easy-margin", NULL) != NULL;
         hc.margin_neg = (float)get_num(o, "margin-neg", hc.margin_neg, 0, 100);
+        hc.m1 = (float)get_num(o, "m1", hc.m1, 0.01, 10);
+        hc.m2 = (float)get_num(o, "m2", hc.m2, 0, 3.14);
+        hc.m3 = (float)get_num(o, "m3", hc.m3, 0, 1.99);
+        hc.subcenters = get_int(o, "subcenters", hc.subcenters, 1, 64);
+        hc.lambda_min = (float)get_num(o, "lambda-min", hc.lambda_min, 0, 1e6);
         const char *mn = get(o, "miner", "all");
         hc.miner = !strcmp(mn, "all") ? SM_MINER_ALL : !strcmp(mn, "hard") ? SM_MINER_HARD
                  : !strcmp(mn, "semihard") ? SM_MINER_SEMIHARD : (sm_miner)-1;
