@@ -61,9 +61,15 @@ SHTESTS := $(wildcard tests/test_*.sh)
 test: deps
 	@$(MAKE) --no-print-directory test-run
 
+# The third pass is a build without OpenMP (its pragmas ignored): the serial
+# fallback must build and pass too.
+NB      := $(B)/noomp
+NOTESTS := $(TESTSRC:tests/%.c=$(NB)/tests/%)
 test-run: $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
+	@$(MAKE) --no-print-directory B=$(NB) OMP= EXTRA_CFLAGS=-Wno-unknown-pragmas $(NB)/simile $(NOTESTS)
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)") \
-	    -- $(ASTESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/asan/simile sh $(t)")
+	    -- $(ASTESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/asan/simile sh $(t)") \
+	    "--label=the same tests built without OpenMP" $(NOTESTS)
 
 test-fast: $(TESTS) $(B)/simile
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)")

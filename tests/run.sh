@@ -6,6 +6,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 passed=0; failed=0; broken=""
 for t in "$@"; do
+    case "$t" in --label=*) echo "== ${t#--label=}"; continue ;; esac
     [ "$t" = "--" ] && { echo "== the same tests under AddressSanitizer + UBSan"; continue; }
     out=$(sh -c "$t" 2>&1); rc=$?
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
