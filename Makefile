@@ -17,7 +17,7 @@ ASOBJ   := $(SRC:src/%.c=$(B)/asan/obj/%.o)
 TESTS   := $(TESTSRC:tests/%.c=$(B)/tests/%)
 ASTESTS := $(TESTSRC:tests/%.c=$(B)/asan/tests/%)
 
-.PHONY: all deps test test-run test-fast demo bench clean help fixtures
+.PHONY: all deps test test-run test-fast demo bench compare clean help fixtures
 all: $(B)/libsimile.a $(B)/simile
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make test       build and run every test, then again under ASan+UBSan"
 	@echo "make demo       train mnist-net + ArcFace on Fashion-MNIST and evaluate it"
 	@echo "make bench      benchmark simile against PyTorch (if python3-torch is installed)"
+	@echo "make compare    train every head and pair loss, write docs/results.md"
 	@echo "make fixtures   regenerate tests/fixtures with PyTorch (tools/gen_ref.py)"
 
 deps:
@@ -86,6 +87,9 @@ $(B)/bench:
 
 bench: $(B)/simile $(BENCHES)
 	@sh bench/run.sh
+
+compare: $(B)/simile
+	@sh scripts/compare.sh
 
 fixtures:
 	/usr/bin/python3 tools/gen_ref.py tests/fixtures
