@@ -1,7 +1,8 @@
 #!/bin/sh
 # make compare: every head and pair loss on Fashion-MNIST, same epochs and seed,
 # then the same on classes held out of training (train on 0-5, retrieval on 6-9).
-# Writes docs/results.md (the table) and keeps the runs in runs/compare/.
+# Writes its section of docs/results.md (between the compare:begin/end markers;
+# other sections of the file are kept) and keeps the runs in runs/compare/.
 # usage: sh scripts/compare.sh [epochs] [threads]      (defaults: 5, all cores)
 set -e
 cd "$(dirname "$0")/.."
@@ -47,22 +48,33 @@ run_set() {   # label train-classes eval-classes
 }
 
 {
-    echo "# Results"
+    echo "<!-- compare:begin (scripts/compare.sh rewrites this section) -->"
+    echo "## Every loss, compared"
     echo
     echo "Produced by \`sh scripts/compare.sh $EPOCHS\` (\`make compare\`) on $(nproc) cores, $(date -u +%Y-%m-%d)."
     echo "mnist-net (512-d), SGD lr 0.1 momentum 0.9 wd 5e-4, batch 128 (pair losses: P x K = 8 x 16),"
     echo "cosine schedule, seed 1, $EPOCHS epochs, every loss with its defaults (\`simile train --help\`)."
     echo
-    echo "## All ten classes (train split -> test split)"
+    echo "### All ten classes (train split -> test split)"
     echo
     run_set "" "" ""
     echo
-    echo "## Unseen classes: train on classes 0-5, retrieval on classes 6-9 of the test split"
+    echo "### Unseen classes: train on classes 0-5, retrieval on classes 6-9 of the test split"
     echo
     echo "1-NN accuracy is test -> train within classes 6-9 (images the model never saw); the head"
     echo "accuracy does not apply (the head knows classes 0-5 only)."
     echo
     run_set "-heldout" "--classes 0-5" "--classes 6-9"
-} > docs/results.md.tmp
-mv docs/results.md.tmp docs/results.md
-cat docs/results.md
+    echo "<!-- compare:end -->"
+} > "$OUT/section.md"
+/usr/bin/env python3 - "$OUT/section.md" docs/results.md <<'PY'
+import os, re, sys
+sec = open(sys.argv[1]).read().rstrip("\n") + "\n"
+path = sys.argv[2]
+old = open(path).read() if os.path.exists(path) else "# Results\n"
+pat = re.compile(r"<!-- compare:begin.*?<!-- compare:end -->\n?", re.S)
+new = pat.sub(lambda m: sec, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + sec
+open(path + ".tmp", "w").write(new)
+os.replace(path + ".tmp", path)
+PY
+cat "$OUT/section.md"
