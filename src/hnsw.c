@@ -666,6 +666,30 @@ sm_status sm_hnsw_save(const sm_hnsw *h, const char *path, const sm_hnsw_stamp *
     return st;
 }
 
+sm_status sm_hnsw_peek(const char *path, sm_hnsw_stamp *stamp, int64_t *n, int64_t *d, sm_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return sm_fail(err, SM_ERR_IO, "cannot open HNSW index '%s': %s", path, strerror(errno));
+    uint8_t hdr[HDR_BYTES];
+    size_t got = fread(hdr, 1, HDR_BYTES, f);
+    fclose(f);
+    if (got != HDR_BYTES || memcmp(hdr, MAGIC, 8) != 0)
+        return sm_fail(err, SM_ERR_FORMAT, "'%s' is not an HNSW index (%s)", path, got != HDR_BYTES ? "truncated" : "bad magic");
+    if (get32(hdr + 8) != VERSION)
+        return sm_fail(err, SM_ERR_FORMAT, "HNSW index '%s' has version %u; this simile reads version %u", path,
+                       get32(hdr + 8), VERSION);
+    if (get32(hdr + 124) != crc_more(0, hdr, 124))
+        return sm_fail(err, SM_ERR_FORMAT, "HNSW index '%s' has a damaged header (CRC mismatch)", path);
+    if (stamp) {
+        stamp->generation = get64(hdr + 64);
+        memcpy(stamp->uuid, hdr + 72, 16);
+        memcpy(stamp->model, hdr + 88, 32);
+    }
+    if (n) *n = (int64_t)get64(hdr + 16);
+    if (d) *d = get32(hdr + 24);
+    return SM_OK;
+}
+
 sm_status sm_hnsw_load(sm_hnsw **out, const char *path, const float *base, int64_t n, int64_t d,
                        sm_hnsw_stamp *stamp, int64_t **ids, sm_err *err)
 {

@@ -97,6 +97,12 @@ sm_status sm_hnsw_save(const sm_hnsw *h, const char *path, const sm_hnsw_stamp *
 sm_status sm_hnsw_load(sm_hnsw **out, const char *path, const float *base, int64_t n, int64_t d,
                        sm_hnsw_stamp *stamp, int64_t **ids, sm_err *err);
 
+/* Reads only the header of a saved graph (magic, version, header CRC
+ * checked): its stamp, row count and dimension (any pointer may be NULL).
+ * Lets a caller tell a stale file from a current one without loading it.
+ * Errors: SM_ERR_IO, SM_ERR_FORMAT as sm_hnsw_load. */
+sm_status sm_hnsw_peek(const char *path, sm_hnsw_stamp *stamp, int64_t *n, int64_t *d, sm_err *err);
+
 void sm_hnsw_free(sm_hnsw *h);   /* NULL is a no-op */
 
 #endif
