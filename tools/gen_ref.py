@@ -5,7 +5,8 @@ Run with Debian's interpreter, which has python3-torch and numpy:
     /usr/bin/python3 tools/gen_ref.py tests/fixtures        (or: make fixtures)
 
 Each section is a function gen_<section>(outdir) writing one fixture file;
-main() calls them all. Cases are small random problems computed in double
+main() calls them all: gen_kernels -> kernels_ref.bin (tests/test_kernels.c),
+gen_heads -> heads_ref.bin (the loss heads, optimizers and schedules; tests/test_heads.c). Cases are small random problems computed in double
 precision from float32-representable inputs, then stored as float32: inputs,
 parameters, outputs and every gradient (autograd with a random upstream
 gradient `dout`). Activations are stored in simile's layouts: spatial tensors
@@ -300,11 +301,172 @@ def gen_kernels(outdir):
     fx.write(os.path.join(outdir, "kernels_ref.bin"))
 
 
+# sm_head_kind values of include/simile.h (append-only there)
+HEAD_SOFTMAX, HEAD_NORMFACE, HEAD_COSFACE, HEAD_ARCFACE = 1, 2, 3, 4
+
+
+def fl(x):
+    """A Python float rounded to float32: the value simile's float config fields hold."""
+    return float(np.float32(x))
+
+
+def arcface_switch(m, easy):
+    """cos θ at or below which ArcFace leaves cos(θ + m): cos(π - m) (th/mm), 0 (easy margin)."""
+    return 0.0 if easy else float(np.cos(np.pi - m))
+
+
+def head_batch(g, n, d, c, targets):
+    """emb (N,D), W (C,D), labels (N) with cos(emb_i, W_{y_i}) = targets[i] (before float32
+    rounding): emb_i = ‖x‖ (t ŵ_y + sqrt(1 - t²) u), u a random unit vector ⟂ ŵ_y.
+    Row norms of both vary (0.5 to 3), so the L2 normalisations are exercised."""
+    w = f32(rand(g, c, d) * (0.5 + 2.5 * torch.rand(c, 1, generator=g)))
+    labels = torch.randperm(n, generator=g) % c
+    emb = torch.empty(n, d)
+    for i in range(n):
+        wh = w[labels[i]] / w[labels[i]].norm()
+        u = rand(g, d)
+        u = u - (u @ wh) * wh
+        u = u / u.norm()
+        t = targets[i]
+        emb[i] = (t * wh + np.sqrt(1.0 - t * t) * u) * (0.5 + 2.5 * torch.rand(1, generator=g))
+    return f32(emb), w, labels
+
+
+def head_loss(kind, emb, w, b, labels, s, m, easy):
+    """(cos or logits (N,C), mean cross-entropy) of one head, differentiably (float64)."""
+    if kind == HEAD_SOFTMAX:
+        z = F.linear(emb, w, b)
+        return z, F.cross_entropy(z, labels)
+    cos = F.normalize(emb, dim=1, eps=1e-12) @ F.normalize(w, dim=1, eps=1e-12).t()
+    ct = cos.gather(1, labels[:, None])[:, 0]
+    if kind == HEAD_NORMFACE:
+        phi = ct
+    elif kind == HEAD_COSFACE:
+        phi = ct - m
+    else:
+        # cos(θ + m) = c cos m - sin θ sin m; autograd gives cos m + c sin m / sin θ, the true
+        # derivative (the targets stay away from c = ±1)
+        arc = ct * np.cos(m) - torch.sqrt(1.0 - ct * ct) * np.sin(m)
+        th = arcface_switch(m, easy)
+        fallback = ct if easy else ct - m * np.sin(m)
+        phi = torch.where(ct > th, arc, fallback)
+    onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+    z = s * (cos * (1 - onehot) + phi[:, None] * onehot)
+    return cos, F.cross_entropy(z, labels)
+
+
+def gen_head_cases(fx, g):
+    n, d, c = 12, 8, 5
+    # (kind, s, m, easy); the first of each kind has simile's defaults (src/head.c)
+    cases = [(HEAD_SOFTMAX, 0.0, 0.0, 0), (HEAD_NORMFACE, 30.0, 0.0, 0),
+             (HEAD_COSFACE, 30.0, 0.35, 0), (HEAD_ARCFACE, 30.0, 0.5, 0),
+             (HEAD_ARCFACE, 30.0, 0.5, 1), (HEAD_NORMFACE, 10.0, 0.0, 0),
+             (HEAD_COSFACE, 16.0, 0.2, 0), (HEAD_ARCFACE, 64.0, 0.2, 0)]
+    for i, (kind, s, m, easy) in enumerate(cases):
+        p = "head%d/" % i
+        s, m = fl(s), fl(m)
+        # target cosines on both sides of both ArcFace switch points (0 and cos(π - m)),
+        # near +1 and near -1, each at least 0.007 away from a switch
+        th = arcface_switch(m if kind == HEAD_ARCFACE else 0.5, False)
+        targets = [0.99, 0.9, 0.6, 0.2, 0.02, -0.02, -0.4, th + 0.008, th - 0.008,
+                   (th - 1.0) / 2, -0.99, 0.45]
+        if kind == HEAD_SOFTMAX:
+            emb, w = rand(g, n, d), rand(g, c, d, scale=0.5)
+            labels = torch.randperm(n, generator=g) % c
+            b = leaf(rand(g, c))
+        else:
+            emb, w, labels = head_batch(g, n, d, c, targets)
+            b = None
+        emb, w = leaf(emb), leaf(w)
+        cos, loss = head_loss(kind, emb, w, b, labels, s, m, easy)
+        grads = grad_of(loss, None, *((emb, w) + ((b,) if b is not None else ())))
+        if kind == HEAD_ARCFACE:
+            ct = cos.detach().gather(1, labels[:, None])[:, 0]
+            gaps = [abs(float(x) - t) for x in ct for t in (0.0, th)]
+            assert min(gaps) > 5e-3 and float(ct.abs().max()) < 0.995, "a target sits on a switch"
+            sides = [int((ct > t).sum()) for t in (0.0, th)]
+            assert all(0 < k < n for k in sides), "a switch point has targets on one side only"
+        fx.add(p + "cfg", [kind, n, d, c, s, m, easy])
+        fx.add(p + "emb", emb)
+        fx.add(p + "w", w)
+        fx.add(p + "labels", labels.double())
+        fx.add(p + "cos", cos)
+        fx.add(p + "loss", loss)
+        fx.add(p + "demb", grads[0])
+        fx.add(p + "dw", grads[1])
+        if b is not None:
+            fx.add(p + "b", b)
+            fx.add(p + "db", grads[2])
+
+
+def gen_optim_cases(fx, g):
+    """torch.optim.SGD / AdamW on one parameter vector, p.grad set by hand each step."""
+    n, steps = 10, 4
+    # (kind 1 SGD / 2 AdamW, lr, momentum, nesterov, weight_decay, beta1, beta2, eps)
+    cases = [(1, 0.1, 0.9, 0, 5e-4, 0, 0, 0), (1, 0.1, 0.9, 1, 5e-4, 0, 0, 0),
+             (1, 0.1, 0.0, 0, 5e-4, 0, 0, 0), (2, 1e-3, 0, 0, 1e-2, 0.9, 0.999, 1e-8)]
+    for i, cfg in enumerate(cases):
+        kind, lr, mom, nest, wd, b1, b2, eps = [fl(v) for v in cfg]
+        p = "optim%d/" % i
+        p0 = rand(g, n)
+        grads = rand(g, steps, n)
+        grads[:, :2] *= 1e-8   # gradients near eps: Adam's eps placement is visible there
+        grads = f32(grads)
+        param = torch.nn.Parameter(p0.clone())
+        if kind == 1:
+            opt = torch.optim.SGD([param], lr=lr, momentum=mom, nesterov=bool(nest), weight_decay=wd)
+        else:
+            opt = torch.optim.AdamW([param], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+        after = []
+        for k in range(steps):
+            param.grad = grads[k].clone()
+            opt.step()
+            after.append(param.detach().clone())
+        fx.add(p + "cfg", [kind, n, steps, lr, mom, nest, wd, b1, b2, eps])
+        fx.add(p + "p0", p0)
+        fx.add(p + "grads", grads)
+        fx.add(p + "params", torch.stack(after))
+
+
+def gen_sched_cases(fx):
+    """Learning rates of torch's schedulers stepped once per step, read before each step."""
+    # (kind 2 cosine / 1 step, base, T, eta_min or step_size, gamma)
+    # the long cosine run ends where 1 + cos(πt/T) ~ 5e-6: a float-only formula loses it there
+    cases = [(2, 0.1, 10, 0.0, 0), (2, 0.05, 7, 1e-3, 0), (2, 0.1, 1000, 0.0, 0),
+             (1, 0.1, 10, 3, 0.5)]
+    for i, (kind, base, total, a, gamma) in enumerate(cases):
+        base, a, gamma = fl(base), fl(a), fl(gamma)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+        if kind == 2:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=a)
+        else:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(a), gamma=gamma)
+        lrs = []
+        for _ in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        fx.add("sched%d/cfg" % i, [kind, base, total, a, gamma])
+        fx.add("sched%d/lr" % i, lrs)
+
+
+def gen_heads(outdir):
+    """The loss heads of src/head.c, the optimizers and schedules of src/optim.c
+    -> heads_ref.bin."""
+    g = torch.Generator().manual_seed(20240602)
+    fx = Fixture()
+    gen_head_cases(fx, g)
+    gen_optim_cases(fx, g)
+    gen_sched_cases(fx)
+    fx.write(os.path.join(outdir, "heads_ref.bin"))
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(outdir, exist_ok=True)
     torch.set_default_dtype(torch.float64)
     gen_kernels(outdir)
+    gen_heads(outdir)
 
 
 if __name__ == "__main__":
