@@ -50,4 +50,9 @@ int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export_images(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_enroll(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
+int cmd_items(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 #endif

@@ -41,6 +41,11 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     if (!strcmp(argv[1], "export-images")) return cmd_export_images(argc, argv);
     if (!strcmp(argv[1], "plot")) return cmd_plot(argc, argv);
+    if (!strcmp(argv[1], "enroll")) return cmd_enroll(argc, argv);
+    if (!strcmp(argv[1], "remove")) return cmd_remove(argc, argv);
+    if (!strcmp(argv[1], "items")) return cmd_items(argc, argv);
+    if (!strcmp(argv[1], "search")) return cmd_search(argc, argv);
+    if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(argc, argv);
     fprintf(stderr, "simile: unknown command '%s' (known: train embed eval plot)\n", argv[1]);
     fprintf(stderr, "hint: 'simile --help' shows the usage\n");
     return 2;
