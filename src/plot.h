@@ -144,4 +144,9 @@ typedef struct sm_plot_roc_curve {
  * and threshold. Size 760 x 560. ncurves >= 1. */
 sm_status sm_plot_roc(const char *path, const sm_plot_roc_curve *curves, int ncurves,
                       const char *caption, int *width, int *height, sm_err *err);
+
+/* Releases cairo's static caches (fonts, patterns), which otherwise live
+ * until the process ends and show up in leak checkers. Call only when no
+ * cairo object of this process is alive (the CLI does at exit). */
+void sm_plot_cleanup(void);
 #endif

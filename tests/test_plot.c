@@ -510,6 +510,7 @@ int main(int argc, char **argv)
     test_retrieval();
     test_roc();
     test_digits();
+    sm_plot_cleanup();
     if (getenv("SIMILE_KEEP")) printf("pictures kept in %s\n", tmpdir);
     else rm_rf(tmpdir);
     return th_done();
