@@ -299,7 +299,7 @@ static int plot_features(int argc, char **argv)
                {"dim", "D", "embedding size to train and draw: 2 (circle, default) or 3 (sphere)", NULL},
                {"heads", "LIST", "heads to compare, comma-separated, each optionally HEAD:s=S:m=M (default:\n"
                                  "                           softmax,normface,sphereface,cosface,arcface,adacos)", NULL},
-               {"epochs", "N", "training epochs per head (default 4)", NULL},
+               {"epochs", "N", "training epochs per head (default 2)", NULL},
                {"train-size", "N", "train on N images, evenly spaced over the split (default 8000; 0: all)", NULL},
                {"test-size", "N", "draw and score N test images (default 2000; 0: all)", NULL},
                {"batch", "B", "batch size (default 64)", NULL},
@@ -401,7 +401,7 @@ static int plot_features(int argc, char **argv)
     } else {
         char specbuf[8192];
         if (!sm_zoo_spec("mnist-net", dim, specbuf, sizeof specbuf, &err)) die(&err, NULL);
-        int64_t epochs = get_int(o, "epochs", 4, 1, 100000);
+        int64_t epochs = get_int(o, "epochs", 2, 1, 100000);
         sm_train_config tc = {.epochs = epochs, .batch = get_int(o, "batch", 64, 2, 1 << 20), .seed = seed,
                               .progress = 0, .max_steps = get_int(o, "max-steps", 0, 0, INT64_MAX)};
         const char *on = get(o, "optim", "adamw");

@@ -377,20 +377,52 @@ static void legend_draw(const legend *lg, cairo_t *cr, double x0, double y0, con
 
 /* ------------------------------------------------------------------ features */
 
-/* Orthographic view of the sphere: azimuth about the vertical (z) axis, then
- * elevation; returns screen right, screen up and depth (> 0: facing us). */
-static void view3(const double p[3], double *sx, double *sy, double *depth)
+/* Orthographic view of the sphere: rotation by azimuth az about the
+ * vertical (z) axis, then tilt by elevation el; gives screen right, screen
+ * up and depth (> 0: facing us). */
+typedef struct view {
+    double ca, sa, ce, se;   /* cos/sin of azimuth and elevation */
+} view;
+
+static view make_view(double az_deg, double el_deg)
 {
-    const double az = -35.0 * PI / 180, el = 25.0 * PI / 180;
-    double x1 = p[0] * cos(az) - p[1] * sin(az), y1 = p[0] * sin(az) + p[1] * cos(az), z1 = p[2];
+    double az = az_deg * PI / 180, el = el_deg * PI / 180;
+    return (view){cos(az), sin(az), cos(el), sin(el)};
+}
+
+static void view3(const view *v, const double p[3], double *sx, double *sy, double *depth)
+{
+    double x1 = p[0] * v->ca - p[1] * v->sa, y1 = p[0] * v->sa + p[1] * v->ca, z1 = p[2];
     *sx = x1;
-    *sy = z1 * cos(el) - y1 * sin(el);
-    *depth = y1 * cos(el) + z1 * sin(el);
+    *sy = z1 * v->ce - y1 * v->se;
+    *depth = y1 * v->ce + z1 * v->se;
+}
+
+/* The view (azimuth in 15° steps, elevation 15°, 25° or 35°) that shows the
+ * most points well in front (depth > 0.3): a sphere hides half its surface,
+ * so each panel turns its crowded side to the viewer. Deterministic. */
+static view best_view(const float *emb, int64_t n)
+{
+    view best = make_view(-35, 25);
+    int64_t best_n = -1;
+    for (int e = 0; e < 3; e++)
+        for (int a = 0; a < 24; a++) {
+            view v = make_view(-35 + 15 * a, 15 + 10 * e);
+            int64_t k = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double q[3] = {emb[3 * i], emb[3 * i + 1], emb[3 * i + 2]}, sx, sy, d;
+                double nn = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]);
+                view3(&v, q, &sx, &sy, &d);
+                k += nn > 0 && d > 0.3 * nn;
+            }
+            if (k > best_n) best_n = k, best = v;
+        }
+    return best;
 }
 
 /* A great circle (the plane through the centre with normal nrm) as a polyline:
  * its near half solid, its far half dashed and light. */
-static void great_circle(cairo_t *cr, double cx, double cy, double R, const double nrm[3], bool near)
+static void great_circle(cairo_t *cr, const view *vw, double cx, double cy, double R, const double nrm[3], bool near)
 {
     /* two unit vectors spanning the plane */
     double a[3] = {1, 0, 0};
@@ -404,7 +436,7 @@ static void great_circle(cairo_t *cr, double cx, double cy, double R, const doub
     for (int i = 0; i <= steps; i++) {
         double t = 2 * PI * i / steps, p[3], sx, sy, d;
         for (int k = 0; k < 3; k++) p[k] = cos(t) * u[k] + sin(t) * v[k];
-        view3(p, &sx, &sy, &d);
+        view3(vw, p, &sx, &sy, &d);
         if ((d >= 0) == near) {
             if (pen) cairo_line_to(cr, cx + R * sx, cy - R * sy);
             else cairo_move_to(cr, cx + R * sx, cy - R * sy);
@@ -473,14 +505,15 @@ static sm_status draw_features_panel(cairo_t *cr, const sm_plot_features_panel *
         }
     } else {
         /* far side: points and great circles, then a veil over them */
+        const view vw = best_view(p->emb, p->n);
         const double eq[3] = {0, 0, 1}, m1[3] = {1, 0, 0}, m2[3] = {0, 1, 0};
         cairo_set_line_width(cr, 1);
         cairo_set_source_rgb(cr, 0.75, 0.75, 0.78);
         double dash[1] = {3};
         cairo_set_dash(cr, dash, 1, 0);
-        great_circle(cr, cx, cy, R, eq, false);
-        great_circle(cr, cx, cy, R, m1, false);
-        great_circle(cr, cx, cy, R, m2, false);
+        great_circle(cr, &vw, cx, cy, R, eq, false);
+        great_circle(cr, &vw, cx, cy, R, m1, false);
+        great_circle(cr, &vw, cx, cy, R, m2, false);
         cairo_set_dash(cr, NULL, 0, 0);
         for (int pass = 0; pass < 2; pass++) {
             if (pass == 1) {
@@ -494,9 +527,9 @@ static sm_status draw_features_panel(cairo_t *cr, const sm_plot_features_panel *
                 cairo_pattern_destroy(g);
                 cairo_set_source_rgb(cr, 0.55, 0.55, 0.58);
                 cairo_set_line_width(cr, 1);
-                great_circle(cr, cx, cy, R, eq, true);
-                great_circle(cr, cx, cy, R, m1, true);
-                great_circle(cr, cx, cy, R, m2, true);
+                great_circle(cr, &vw, cx, cy, R, eq, true);
+                great_circle(cr, &vw, cx, cy, R, m1, true);
+                great_circle(cr, &vw, cx, cy, R, m2, true);
                 cairo_set_source_rgb(cr, 0.40, 0.40, 0.44);
                 cairo_set_line_width(cr, 1.3);
                 cairo_arc(cr, cx, cy, R, 0, 2 * PI);
@@ -508,7 +541,7 @@ static sm_status draw_features_panel(cairo_t *cr, const sm_plot_features_panel *
                     double n = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]), sx, sy, d;
                     if (!(n > 0)) continue;
                     for (int k = 0; k < 3; k++) q[k] /= n;
-                    view3(q, &sx, &sy, &d);
+                    view3(&vw, q, &sx, &sy, &d);
                     if ((d >= 0) != (pass == 1)) continue;
                     set_color(cr, c, pass ? 0.95 : 0.5);
                     cairo_set_line_width(cr, pass ? 1.8 : 1.2);
@@ -524,7 +557,7 @@ static sm_status draw_features_panel(cairo_t *cr, const sm_plot_features_panel *
                 double n = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]), sx, sy, d;
                 if (!(n > 0)) continue;
                 for (int j = 0; j < 3; j++) q[j] /= n;
-                view3(q, &sx, &sy, &d);
+                view3(&vw, q, &sx, &sy, &d);
                 if ((d >= 0) != (pass == 1)) continue;
                 set_color(cr, p->labels[i], pass ? 0.6 : 0.45);
                 cairo_arc(cr, cx + R * sx, cy - R * sy, pass ? 1.9 : 1.4, 0, 2 * PI);
@@ -553,8 +586,9 @@ sm_status sm_plot_features(const char *path, const sm_plot_features_panel *panel
                 return sm_fail(err, SM_ERR_ARG, "sm_plot_features: panel %d, point %lld has label %d, not in 0..%d",
                                k, (long long)i, (int)panels[k].labels[i], (int)n_classes - 1);
     }
-    const double S = SM_PLOT_PANEL, G = SM_PLOT_GAP, TB = 50;
-    int W = npanels * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP;
+    const double S = SM_PLOT_PANEL, G = SM_PLOT_GAP, TB = 50, RG = 16;
+    const int rows = (npanels + 2) / 3, cols = (npanels + rows - 1) / rows;
+    int W = cols * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP;
     scratch sc;
     scratch_open(&sc);
     caption_t cap;
@@ -563,25 +597,27 @@ sm_status sm_plot_features(const char *path, const sm_plot_features_panel *panel
     sm_status st = legend_layout(&lg, sc.cr, class_names, n_classes, W - 2 * G, err);
     scratch_close(&sc);
     if (st) return st;
-    int H = (int)ceil(top + TB + S + 10 + lg.rows * LEG_ROW + G);
+    int H = (int)ceil(top + rows * (TB + S) + (rows - 1) * RG + 10 + lg.rows * LEG_ROW + G);
     canvas cv;
     if ((st = canvas_open(&cv, path, W, H, err))) { legend_free(&lg); return st; }
     cairo_t *cr = cv.cr;
     caption_draw(&cap, cr, G);
     for (int k = 0; k < npanels && !st; k++) {
-        double x = G + k * (S + G);
+        int row = k / cols, col = k % cols;
+        int in_row = row == rows - 1 ? npanels - row * cols : cols;   /* a short last row is centred */
+        double x = G + col * (S + G) + (cols - in_row) * (S + G) / 2, y = top + row * (TB + S + RG);
         char line[256];
         cairo_set_source_rgb(cr, INK, INK, INK);
         fit_text(cr, 15, true, panels[k].title ? panels[k].title : "", S, line, sizeof line);
-        text(cr, x + S / 2, top, 15, true, 0.5, 0, line);
+        text(cr, x + S / 2, y, 15, true, 0.5, 0, line);
         if (panels[k].subtitle) {
             cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
             fit_text(cr, 13, false, panels[k].subtitle, S, line, sizeof line);
-            text(cr, x + S / 2, top + 22, 13, false, 0.5, 0, line);
+            text(cr, x + S / 2, y + 22, 13, false, 0.5, 0, line);
         }
-        st = draw_features_panel(cr, &panels[k], dim, n_classes, x, top + TB, S, err);
+        st = draw_features_panel(cr, &panels[k], dim, n_classes, x, y + TB, S, err);
     }
-    if (!st) legend_draw(&lg, cr, G, top + TB + S + 10, class_names, 0);
+    if (!st) legend_draw(&lg, cr, G, top + rows * (TB + S) + (rows - 1) * RG + 10, class_names, 0);
     legend_free(&lg);
     st = canvas_close(&cv, st, err);
     if (!st && width) *width = W;
@@ -1130,17 +1166,16 @@ sm_status sm_plot_roc(const char *path, const sm_plot_roc_curve *curves, int ncu
     }
     cairo_set_source_rgb(cr, 0.6, 0.6, 0.62);
     chart_line(cr, &c, chx, chy, nchance, 1.2, dashed, 2, 0);
-    text(cr, chart_x(&c, 0.25), chart_y(&c, 0.25) + 6, 11, false, 1, 0, "chance");
     for (int r = 0; r < ncurves; r++) {
         set_color(cr, r, 1.0);
         chart_line(cr, &c, curves[r].far, curves[r].tar, curves[r].n, 2.4, NULL, 0, 0);
     }
     /* operating points: a ring on the curve labelled with its FAR above-left
-     * (the curve only rises to the right, so that corner is free), and the
-     * numbers in a box in the lower right, where the curve never goes */
+     * (the curve only rises to the right, so that corner is free); their
+     * numbers, the curve names and the chance line explained in a box */
     int nbox = 0;
     for (int r = 0; r < ncurves; r++) nbox += curves[r].nops;
-    double bw = 0, bh = 22.0 * nbox + (ncurves > 1 ? 22.0 * ncurves : 0) + 12;
+    double bw = text_width(cr, 12, false, "chance (TAR = FAR)"), bh = 22.0 * (nbox + 1) + (ncurves > 1 ? 22.0 * ncurves : 0) + 12;
     for (int r = 0; r < ncurves; r++) {
         for (int i = 0; i < curves[r].nops; i++) {
             const sm_roc_point *o = &curves[r].ops[i];
@@ -1153,15 +1188,33 @@ sm_status sm_plot_roc(const char *path, const sm_plot_roc_curve *curves, int ncu
         if (ncurves > 1) bw = fmax(bw, text_width(cr, 12, true, curves[r].name ? curves[r].name : ""));
     }
     bw += 40;
-    double bx = c.x1 - bw - 10, by = c.y1 - bh - 10;
-    if (nbox > 0) {
-        cairo_set_source_rgba(cr, 1, 1, 1, 0.92);
-        cairo_rectangle(cr, bx, by, bw, bh);
-        cairo_fill_preserve(cr);
-        cairo_set_source_rgb(cr, 0.75, 0.75, 0.78);
-        cairo_set_line_width(cr, 1);
-        cairo_stroke(cr);
+    /* the box goes to the lower right or the upper left, whichever covers
+     * fewer curve points and operating-point marks */
+    double cand[2][2] = {{c.x1 - bw - 10, c.y1 - bh - 10}, {c.x0 + 10, c.y0 + 24}};
+    int best = 0;
+    double best_cover = INFINITY;
+    for (int k = 0; k < 2; k++) {
+        double x0 = cand[k][0] - 8, y0 = cand[k][1] - 8, x1 = cand[k][0] + bw + 8, y1 = cand[k][1] + bh + 8, cover = 0;
+        for (int r = 0; r < ncurves; r++) {
+            for (int64_t i = 0; i < curves[r].n; i++) {
+                if (!(curves[r].far[i] > 0) || !isfinite(curves[r].tar[i])) continue;
+                double px = chart_x(&c, curves[r].far[i]), py = chart_y(&c, curves[r].tar[i]);
+                cover += px >= x0 && px <= x1 && py >= y0 && py <= y1;
+            }
+            for (int i = 0; i < curves[r].nops; i++) {   /* ring and its label above-left */
+                double px = chart_x(&c, curves[r].ops[i].far_target), py = chart_y(&c, curves[r].ops[i].tar);
+                cover += 20 * (px + 8 >= x0 && px - 70 <= x1 && py + 8 >= y0 && py - 24 <= y1);
+            }
+        }
+        if (cover < best_cover) best_cover = cover, best = k;
     }
+    double bx = cand[best][0], by = cand[best][1];
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.92);
+    cairo_rectangle(cr, bx, by, bw, bh);
+    cairo_fill_preserve(cr);
+    cairo_set_source_rgb(cr, 0.75, 0.75, 0.78);
+    cairo_set_line_width(cr, 1);
+    cairo_stroke(cr);
     double ty = by + 6;
     for (int r = 0; r < ncurves; r++) {
         if (ncurves > 1) {
@@ -1190,12 +1243,15 @@ sm_status sm_plot_roc(const char *path, const sm_plot_roc_curve *curves, int ncu
             ty += 22;
         }
     }
-    if (ncurves > 1 && nbox == 0) {   /* names without operating points: a plain legend */
-        for (int r = 0; r < ncurves; r++) {
-            set_color(cr, r, 1.0);
-            text(cr, c.x1 - 12, c.y1 - 12 - 20.0 * (ncurves - 1 - r), 12, true, 1, 1, curves[r].name ? curves[r].name : "");
-        }
-    }
+    cairo_set_source_rgb(cr, 0.6, 0.6, 0.62);
+    cairo_set_line_width(cr, 1.2);
+    cairo_set_dash(cr, dashed, 2, 0);
+    cairo_move_to(cr, bx + 10, ty + 11);
+    cairo_line_to(cr, bx + 26, ty + 11);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    cairo_set_source_rgb(cr, INK, INK, INK);
+    text(cr, bx + 30, ty + 11, 12, false, 0, 0.5, "chance (TAR = FAR)");
     st = canvas_close(&cv, st, err);
     if (!st && width) *width = W;
     if (!st && height) *height = H;

@@ -41,8 +41,7 @@ void sm_plot_color(int32_t i, double rgb[3]);
 /* ---------------------------------------------------------- features */
 
 /* Pixel sizes of the features picture: each panel is a square plot of
- * SM_PLOT_PANEL px under its title; panels sit side by side with
- * SM_PLOT_GAP px around each. */
+ * SM_PLOT_PANEL px under its title, SM_PLOT_GAP px between panels. */
 #define SM_PLOT_PANEL 360
 #define SM_PLOT_GAP 20
 
@@ -57,18 +56,22 @@ typedef struct sm_plot_features_panel {
 } sm_plot_features_panel;
 
 /* Draws npanels >= 1 panels of dim = 2 or 3 dimensional normalised features
- * side by side with one common scale (the unit circle or sphere fills every
- * panel alike). 2-D: each point on the unit circle at its angle, spread a
- * little across the circle (±4 % of the radius, a fixed pseudo-random
- * jitter) so that dense arcs show their mass. 3-D: an orthographic view of
- * the unit sphere (azimuth -35°, elevation 25°), points on the far side drawn
- * smaller behind a translucent shading of the sphere. Colours by class
+ * with one common scale (the unit circle or sphere fills every panel alike),
+ * in rows of up to three: rows = ceil(npanels / 3), cols = ceil(npanels /
+ * rows), a shorter last row centred. 2-D: each point on the unit circle at
+ * its angle, spread a little across the circle (±4 % of the radius, a fixed
+ * pseudo-random jitter) so that dense arcs show their mass. 3-D: an
+ * orthographic view of the unit sphere, turned per panel to show the most
+ * points (azimuth in 15° steps, elevation 15-35°), points on the far side
+ * drawn smaller behind a translucent shading of the sphere. Colours by class
  * (sm_plot_color), a legend of class_names (n_classes of them, wrapped into
  * rows) under the panels, the caption on top.
- * Size: width = npanels * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP,
- * height = SM_PLOT_TOP(caption lines) + 50 + SM_PLOT_PANEL + 10 + 22 *
- * (legend rows) + SM_PLOT_GAP. *width, *height (may be NULL) receive it. Errors as in the file comment; SM_ERR_ARG for dim not 2
- * or 3, npanels < 1, n_classes < 1, a label out of range. */
+ * Size: width = cols * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP,
+ * height = SM_PLOT_TOP(caption lines) + rows * (50 + SM_PLOT_PANEL) +
+ * (rows - 1) * 16 + 10 + 22 * (legend rows) + SM_PLOT_GAP.
+ * *width, *height (may be NULL) receive it. Errors as in the file comment;
+ * SM_ERR_ARG for dim not 2 or 3, npanels not in 1..64, n_classes < 1, a
+ * label out of range. */
 sm_status sm_plot_features(const char *path, const sm_plot_features_panel *panels, int npanels,
                            int dim, const char *const *class_names, int32_t n_classes,
                            const char *caption, int *width, int *height, sm_err *err);

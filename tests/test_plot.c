@@ -191,6 +191,15 @@ static void test_features(void)
         CHECKF(rows >= 3, "legend of 10 long names in %d px has %d rows", pi.w, rows);
         CHECK(colors_present(&pi, 10) == 10);
     }
+    /* five panels: rows of three and two */
+    sm_plot_features_panel p5[5] = {p[0], p[1], p[2], p[0], p[1]};
+    st = sm_plot_features(tpath("f5.png"), p5, 5, 2, names, 10, NULL, &w, &h, &err);
+    CHECKF(st == SM_OK, "%s", err.msg);
+    if (!st && read_png(tpath("f5.png"), &pi) == 0) {
+        CHECKF(pi.w == 3 * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP && pi.w == w, "width %d", pi.w);
+        CHECKF(pi.h == SM_PLOT_TOP(0) + 2 * (50 + SM_PLOT_PANEL) + 16 + 10 + 22 + SM_PLOT_GAP && pi.h == h, "height %d", pi.h);
+        CHECK(colors_present(&pi, 10) == 10);
+    }
     /* 3-d */
     sm_plot_features_panel q[2] = {{"NormFace  s=30", "3-d", e3, lab, N, c3}, {"CosFace", NULL, e3, lab, N, NULL}};
     st = sm_plot_features(tpath("f3.png"), q, 2, 3, names, 10, "sphere", &w, &h, &err);
