@@ -15,19 +15,33 @@
 #include "cli.h"
 
 /* ------------------------------------------------------------------ main */
+static const struct verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} verbs[] = {
+    {"train", cmd_train, "train an embedding model with a metric head or a pair loss"},
+    {"embed", cmd_embed, "write L2-normalised embeddings of a data split to .npy"},
+    {"eval", cmd_eval, "head accuracy, 1-NN accuracy and retrieval metrics on the test split"},
+    {"export-images", cmd_export_images, "write an IDX data set out as PNG folders"},
+    {"enroll", cmd_enroll, "add images to a gallery (one image per item is enough)"},
+    {"remove", cmd_remove, "remove items from a gallery"},
+    {"items", cmd_items, "list the items of a gallery"},
+    {"search", cmd_search, "top-k gallery items for an image, or \"unknown\""},
+    {"calibrate", cmd_calibrate, "pick the unknown-item threshold from a labelled split"},
+    {"plot", cmd_plot, "pictures: features on the sphere, training curves, retrieval, ROC"},
+};
+#define NVERBS (sizeof verbs / sizeof verbs[0])
+
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "simile - deep metric learning and similarity search\n\n"
-            "usage: simile COMMAND [options]   (simile COMMAND --help for its options)\n\n"
-            "commands:\n"
-            "  train    train an embedding model with a metric head (ArcFace, CosFace, ...)\n"
-            "  embed    write L2-normalised embeddings of a data split to .npy\n"
-            "  eval     head accuracy, 1-NN accuracy and retrieval metrics on the test split\n"
-            "  plot     pictures: features on the circle/sphere per head, training curves, retrieval, ROC\n\n"
-            "example:\n"
-            "  simile train --data fashion-mnist --arch mnist-net --head arcface --epochs 5 --out m.safetensors\n"
-            "  simile eval --model m.safetensors --data fashion-mnist\n");
+    fprintf(f, "simile - deep metric learning and similarity search\n\n"
+               "usage: simile COMMAND [options]   (simile COMMAND --help for its options)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NVERBS; i++) fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].help);
+    fprintf(f, "\nexample:\n"
+               "  simile train --data fashion-mnist --arch mnist-net --head arcface --epochs 5 --out m.safetensors\n"
+               "  simile eval --model m.safetensors --data fashion-mnist\n");
 }
 
 int main(int argc, char **argv)
@@ -36,17 +50,10 @@ int main(int argc, char **argv)
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
-    if (!strcmp(argv[1], "embed")) return cmd_embed(argc, argv);
-    if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
-    if (!strcmp(argv[1], "export-images")) return cmd_export_images(argc, argv);
-    if (!strcmp(argv[1], "plot")) return cmd_plot(argc, argv);
-    if (!strcmp(argv[1], "enroll")) return cmd_enroll(argc, argv);
-    if (!strcmp(argv[1], "remove")) return cmd_remove(argc, argv);
-    if (!strcmp(argv[1], "items")) return cmd_items(argc, argv);
-    if (!strcmp(argv[1], "search")) return cmd_search(argc, argv);
-    if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(argc, argv);
-    fprintf(stderr, "simile: unknown command '%s' (known: train embed eval plot)\n", argv[1]);
-    fprintf(stderr, "hint: 'simile --help' shows the usage\n");
+    for (size_t i = 0; i < NVERBS; i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc, argv);
+    fprintf(stderr, "simile: unknown command '%s' (known:", argv[1]);
+    for (size_t i = 0; i < NVERBS; i++) fprintf(stderr, " %s", verbs[i].name);
+    fprintf(stderr, ")\nhint: 'simile --help' shows the usage\n");
     return 2;
 }
