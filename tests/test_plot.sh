@@ -119,7 +119,7 @@ sim train $TR --dim 512 --epochs 1 --max-steps 2 --out "$M512"; expect_ok "train
 F="--data $D --batch 16 --epochs 1 --max-steps 3 --test-size 128 --threads 1"
 
 # ------------------------------------------------------------------ features
-sim plot features $F --heads softmax,arcface --out "$T/f2.png"
+sim plot features $F --dim 2 --heads softmax,arcface --out "$T/f2.png"
 expect_ok "plot features 2-d, two heads" && png "plot features 2-d: PNG" "$T/f2.png" 780 "" 10
 if grep -q 'Softmax.*precision@1 0\.[0-9]' "$T/err" && grep -q 'ArcFace  s=30  m=0.5.*precision@1' "$T/err"; then
     ok "plot features: one line per head with its test precision@1"
