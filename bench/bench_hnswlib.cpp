@@ -5,9 +5,12 @@
 // usage: bench_hnswlib DIR [M 16] [efConstruction 200] [ef list 16,24,32,64] [threads 2]
 // Builds single-threaded (as simile does), searches one query at a time on
 // one thread ("single") and all queries over `threads` threads ("batched").
+// Single-thread times are thread CPU time, batched ones wall clock, as in
+// bench_index.c.
 #include <hnswlib/hnswlib.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +23,15 @@
 static double now()
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU time of the calling thread, for the single-thread timings (build,
+// single queries), exactly as bench_index.c measures simile.
+static double cpu()
+{
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 static double rss_mib()
@@ -63,10 +75,10 @@ int main(int argc, char **argv)
     auto gt = load<int32_t>(dir + "/gt.i32", nq * 10);
 
     hnswlib::InnerProductSpace space(d);
-    double r0 = rss_mib(), t0 = now();
+    double r0 = rss_mib(), t0 = cpu();
     auto *h = new hnswlib::HierarchicalNSW<float>(&space, n, M, efc, 100);
     for (long long i = 0; i < n; i++) h->addPoint(base.data() + i * d, (hnswlib::labeltype)i);
-    double tb = now() - t0, rss = rss_mib() - r0;
+    double tb = cpu() - t0, rss = rss_mib() - r0;
     // structure bytes: level-0 block (links + vector + label per element) + upper link lists
     double mem = (double)n * h->size_data_per_element_;
     for (long long i = 0; i < n; i++) mem += h->element_levels_[i] * h->size_links_per_element_;
@@ -86,22 +98,29 @@ int main(int argc, char **argv)
             }
         };
         run(0);
-        t0 = now();
+        t0 = cpu();
         for (long long i = 0; i < nq; i++) run(i);
-        double t1 = (now() - t0) / nq;
+        double t1 = (cpu() - t0) / nq;
         long long hit = 0;
         for (long long i = 0; i < nq; i++)
             for (int a = 0; a < 10; a++)
                 for (int b = 0; b < 10; b++)
                     if (got[i * 10 + a] == gt[i * 10 + b]) { hit++; break; }
-        t0 = now();
-        std::vector<std::thread> th;
-        for (int t = 0; t < T; t++)
-            th.emplace_back([&, t] {
-                for (long long i = t; i < nq; i += T) run(i);
-            });
-        for (auto &x : th) x.join();
-        double tbq = now() - t0;
+        double tbq;
+        if (T > 1) {
+            t0 = now();
+            std::vector<std::thread> th;
+            for (int t = 0; t < T; t++)
+                th.emplace_back([&, t] {
+                    for (long long i = t; i < nq; i += T) run(i);
+                });
+            for (auto &x : th) x.join();
+            tbq = now() - t0;
+        } else {
+            t0 = cpu();
+            for (long long i = 0; i < nq; i++) run(i);
+            tbq = cpu() - t0;
+        }
         char name[32];
         std::snprintf(name, sizeof name, "hnswlib-ef%zu", ef);
         std::printf("%-16s %8.2f %9.1f %9.1f %10.0f %10.0f %8.4f  hnswlib 0.6.2, M %zu, efC %zu, g++ -O3 -march=native\n",

@@ -289,19 +289,20 @@ static void search_layer(const sm_hnsw *h, ctx *c, const float *q, uint32_t ep, 
         cand top = heap_pop(c->cq, &c->ncq, false);
         const uint32_t *L = links(h, top.id, l);
         uint32_t cnt = L[0];
-        if (cnt > 0) {
-            PREFETCH(c->tag + L[1]);
-            PREFETCH(vec(h, L[1]));
-        }
+        /* two passes: mark the unvisited neighbours and prefetch their rows
+         * (all their cache lines: the loads overlap), then score them */
+        uint32_t fresh[2 * 256];
+        int nf = 0;
         for (uint32_t j = 1; j <= cnt; j++) {
             uint32_t e = L[j];
-            if (j < cnt) {
-                PREFETCH(c->tag + L[j + 1]);
-                const float *nv = vec(h, L[j + 1]);
-                for (size_t o = 0; o < d; o += 16) PREFETCH(nv + o);
-            }
             if (c->tag[e] == c->cur) continue;
             c->tag[e] = c->cur;
+            fresh[nf++] = e;
+            const float *nv = vec(h, e);
+            for (size_t o = 0; o < d; o += 16) PREFETCH(nv + o);
+        }
+        for (int j = 0; j < nf; j++) {
+            uint32_t e = fresh[j];
             float de = dist_q(h, q, e);
             if (c->nrq < ef || de < lb) {
                 if (!grow(&c->cq, &c->capq, c->ncq + 1)) {
