@@ -93,12 +93,16 @@ n=$(wc -l <"$T/all")
 [ "$n" = 600 ] && ok "600 PNG files" || { bad "export" "got $n files"; finish; }
 TRAIN="--data $I --epochs 1 --max-steps 3 --batch 16 --threads 1 --quiet"
 M=$T/m.safetensors
+# models B (another seed) and C (12-d) train in the background meanwhile
+"$SIMILE" train $TRAIN --dim 16 --seed 7 --out "$T/m2.safetensors" >"$T/b.out" 2>&1 &
+pb=$!
+"$SIMILE" train $TRAIN --dim 12 --out "$T/m12.safetensors" >"$T/c.out" 2>&1 &
+pc=$!
 sim train $TRAIN --dim 16 --out "$M"
 expect_ok "train model A" || finish
-sim train $TRAIN --dim 16 --seed 7 --out "$T/m2.safetensors"
-expect_ok "train model B (other seed)" || finish
-sim train $TRAIN --dim 12 --out "$T/m12.safetensors"
-expect_ok "train model C (12-d)" || finish
+wait $pb && wait $pc && [ -s "$T/m2.safetensors" ] && [ -s "$T/m12.safetensors" ] &&
+    ! grep -qE 'AddressSanitizer|runtime error:' "$T/b.out" "$T/c.out" && ok "train models B (other seed) and C (12-d)" ||
+    { bad "train models B and C" "$(head -c 300 "$T/b.out" "$T/c.out")"; finish; }
 BAGS=$(grep '/Bag/' "$T/all" | head -n 5 | tr '\n' ' ')
 COATS=$(grep '/Coat/' "$T/all" | head -n 5 | tr '\n' ' ')
 set -- $BAGS
