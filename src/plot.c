@@ -128,7 +128,7 @@ static sm_status canvas_open(canvas *cv, const char *path, int w, int h, sm_err 
     cv->path = path;
     cv->w = w;
     cv->h = h;
-    if (cv->fmt == SM_PLOT_PNG) cv->s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
+    if (cv->fmt == SM_PLOT_PNG) cv->s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);   /* opaque: RGB PNG, no alpha channel */
     else if (cv->fmt == SM_PLOT_SVG) cv->s = cairo_svg_surface_create_for_stream(mem_write, &cv->buf, w, h);
     else cv->s = cairo_pdf_surface_create_for_stream(mem_write, &cv->buf, w, h);
     cv->cr = cairo_create(cv->s);
