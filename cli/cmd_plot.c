@@ -390,8 +390,11 @@ static int plot_features(int argc, char **argv)
         const sm_head_config *hc = sm_model_head(m);
         if (hc) head_title(hc, sm_model_classes(m), titles[0], sizeof titles[0]);
         else snprintf(titles[0], sizeof titles[0], "no head");
-        snprintf(subs[0], sizeof subs[0], "test precision@1 %.3f%s", met.precision_at_1,
-                 project ? "  (PCA of the features)" : "");
+        if (project)
+            snprintf(subs[0], sizeof subs[0], "test precision@1 %.3f in %lld-d; drawn: PCA", met.precision_at_1,
+                     (long long)d);
+        else
+            snprintf(subs[0], sizeof subs[0], "test precision@1 %.3f", met.precision_at_1);
         embs[0] = e;
         cents[0] = c;
         snprintf(caption, sizeof caption, "%s: %lld-d features of %lld test images (%s)%s", model_path, (long long)d,
