@@ -7,9 +7,13 @@
  * ArcFace where θ + m > π (cos(θ+m) would start increasing again, rewarding a
  * worse angle) uses the th/mm fallback of insightface: phi = c - m·sin(m) when
  * c <= cos(π - m) (default), or "easy margin": phi = c when c <= 0.
- * The gradient is the true derivative of this forward:
- *   d cos(θ+m)/dc = cos m + c·sin m / sin θ,
- * with sin θ floored at 1e-12 only to avoid 0/0 at c = ±1 exactly.
+ * The gradient is the true derivative of this forward. For targets whose
+ * logit is a function of the angle (ArcFace, combined, SphereFace) it is taken
+ * as dL/dθ along the unit tangent (ŵ - cos θ x̂)/sin θ, formed from the vectors,
+ * rather than through d/dcos θ = cos m + cos θ·sin m/sin θ: the two are equal,
+ * but the second is unbounded as θ -> 0 and float cos θ rounds to 1 near the
+ * class centre (2-D features crowd there). Exactly at θ = 0 the direction is
+ * undefined and that target contributes no gradient (a kink).
  * Softmax: logits = x Wᵀ + b (a Linear layer), the baseline. */
 #include "head.h"
 
@@ -21,53 +25,61 @@
 #include "kernels.h"
 #include "rng.h"
 
-/* cos(m1·θ + m2) - m3 while m1·θ + m2 <= π. Past that point the curve would
- * turn back up (rewarding a worse angle), so it continues as the line
- * cos θ - (cos θs - phi(θs)) through the switch point θs = (π - m2)/m1:
- * continuous and monotonic. (ArcFace keeps insightface's own fallback.)
- * d/dc cos(m1·θ + m2) = m1·sin(m1·θ + m2)/sin θ, sin θ floored at 1e-12. */
-static double combined_phi(double m1, double m2, double m3, double c, double *dphi)
+/* The target logit phi(cos θ) of the margin heads and its slope, split in
+ * two regimes (see margin_backward for why):
+ *   linear   phi = cos θ + const: *dlin = d phi / d cos θ (1), *dang = 0;
+ *   angular  phi = f(θ): *dang = d phi / d θ, *dlin = 0.
+ * ArcFace: cos(θ + m) while cos θ > cos(π - m) (angular); below, insightface's
+ * fallback cos θ - m·sin m (linear), or with easy_margin cos θ when cos θ <= 0.
+ * Combined (m1, m2, m3) and real-valued SphereFace (m, 0, 0):
+ * cos(m1·θ + m2) - m3 while m1·θ + m2 <= π (angular); past that point the
+ * curve would turn back up (rewarding a worse angle), so it continues as the
+ * line cos θ - (cos θs - phi(θs)) through θs = (π - m2)/m1: continuous and
+ * monotonic (linear). NormFace: cos θ; CosFace: cos θ - m (linear). */
+static double target_logit(const sm_head_config *cfg, double c, double *dlin, double *dang)
 {
-    double cc = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
-    double th = acos(cc), t = m1 * th + m2;
-    if (t <= M_PI) {
-        double sn = sin(th);
-        if (sn < 1e-12) sn = 1e-12;
-        *dphi = m1 * sin(t) / sn;
-        return cos(t) - m3;
+    double m = cfg->margin, cc = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
+    *dlin = 1.0;
+    *dang = 0.0;
+    switch (cfg->kind) {
+    case SM_HEAD_COSFACE:
+        return c - m;
+    case SM_HEAD_ARCFACE:
+    case SM_HEAD_SUBCENTER: {   /* sub-center ArcFace: the same margin on the best sub-centre */
+        double th = cfg->easy_margin ? 0.0 : cos(M_PI - m);
+        if (cc > th) {
+            double sn = sqrt(1.0 - cc * cc);
+            *dlin = 0.0;
+            *dang = -(sn * cos(m) + cc * sin(m));   /* -sin(θ + m) */
+            return cc * cos(m) - sn * sin(m);       /* cos(θ + m) */
+        }
+        return cfg->easy_margin ? c : c - m * sin(m);
     }
-    double ths = (M_PI - m2) / m1;
-    *dphi = 1.0;
-    return c - (cos(ths) - (-1.0 - m3));
+    case SM_HEAD_COMBINED:
+    case SM_HEAD_SPHEREFACE: {
+        bool comb = cfg->kind == SM_HEAD_COMBINED;
+        double m1 = comb ? cfg->m1 : m, m2 = comb ? cfg->m2 : 0.0, m3 = comb ? cfg->m3 : 0.0;
+        double t = m1 * acos(cc) + m2;
+        if (t <= M_PI) {
+            *dlin = 0.0;
+            *dang = -m1 * sin(t);
+            return cos(t) - m3;
+        }
+        double ths = (M_PI - m2) / m1;
+        return c - (cos(ths) - (-1.0 - m3));
+    }
+    default:
+        return c;
+    }
 }
 
 double sm_head_phi(const sm_head_config *cfg, double c, double *dphi)
 {
-    double m = cfg->margin;
-    switch (cfg->kind) {
-    case SM_HEAD_COSFACE:
-        *dphi = 1.0;
-        return c - m;
-    case SM_HEAD_ARCFACE: {
-        double cc = c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c;
-        double th = cfg->easy_margin ? 0.0 : cos(M_PI - m);
-        if (cc > th) {
-            double sn = sqrt(1.0 - cc * cc);
-            if (sn < 1e-12) sn = 1e-12;
-            *dphi = cos(m) + cc * sin(m) / sn;
-            return cc * cos(m) - sn * sin(m);
-        }
-        *dphi = 1.0;
-        return cfg->easy_margin ? c : c - m * sin(m);
-    }
-    case SM_HEAD_COMBINED:
-        return combined_phi(cfg->m1, cfg->m2, cfg->m3, c, dphi);
-    case SM_HEAD_SPHEREFACE:
-        return combined_phi(cfg->margin, 0.0, 0.0, c, dphi);
-    default:
-        *dphi = 1.0;
-        return c;
-    }
+    double dlin, dang;
+    double phi = target_logit(cfg, c, &dlin, &dang);
+    double sn = sqrt(fmax(1.0 - c * c, 0.0));
+    *dphi = dlin + (dang != 0.0 ? -dang / fmax(sn, 1e-300) : 0.0);   /* dθ/dcos θ = -1/sin θ */
+    return phi;
 }
 
 /* Exact softmax cross-entropy over rows of z (N,C); writes dz = (p - onehot)/N
@@ -289,16 +301,19 @@ static void margin_forward(sm_head *h, sm_model *m, const float *emb, const int3
     float s = h->cfg.scale;
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < c; j++) h->dz[i * c + j] = s * h->cos[i * c + j];
-        double dphi;
-        double phi = sm_head_phi(&h->cfg, h->cos[i * c + labels[i]], &dphi);
+        double dlin, dang;
+        double phi = target_logit(&h->cfg, h->cos[i * c + labels[i]], &dlin, &dang);
         h->dz[i * c + labels[i]] = (float)(s * phi);
-        h->dphi[i] = (float)dphi;
+        h->dphi[i] = (float)dlin;
+        h->gy[i] = (float)dang;
     }
     h->loss = cross_entropy(h->dz, h->dz, labels, n, c);
 }
 
-/* dcos (N,C) in dz -> gradients of features (into demb) and class weights. */
-static void margin_cos_backward(sm_head *h, sm_model *m, int64_t n, float *demb)
+/* dcos (N,C) in dz -> gradients of features (into demb) and class weights;
+ * ang (N) may hold dL/dθ of each target (see margin_backward) or be NULL. */
+static void margin_cos_backward(sm_head *h, sm_model *m, int64_t n, float *demb, const float *ang,
+                                const int32_t *labels)
 {
     int64_t d = h->d, c = h->c, K = h->k, R = c * K;
     const float *dc = h->dz;
@@ -310,6 +325,27 @@ static void margin_cos_backward(sm_head *h, sm_model *m, int64_t n, float *demb)
     }
     sm_gemm(false, false, n, d, R, 1.0f, dc, R, h->wn, d, 0.0f, h->dx, d);   /* dx̂ */
     sm_gemm(true, false, R, d, n, 1.0f, dc, R, h->xn, d, 0.0f, h->dw, d);    /* dŵ */
+    for (int64_t i = 0; ang && i < n; i++) {
+        if (ang[i] == 0.0f) continue;
+        /* dθ/dx̂ = -(ŵ - c x̂)/|ŵ - c x̂| and dθ/dŵ = -(x̂ - c ŵ)/|x̂ - c ŵ|: unit tangents,
+         * formed in double from the vectors themselves (|ŵ - c x̂| = sin θ) */
+        int64_t r = labels[i] * K + (K > 1 ? h->argk[i * c + labels[i]] : 0);
+        const float *x = h->xn + i * d, *w = h->wn + r * d;
+        double cc = 0.0, nu = 0.0, nv = 0.0;
+        for (int64_t k = 0; k < d; k++) cc += (double)x[k] * w[k];
+        for (int64_t k = 0; k < d; k++) {
+            double u = w[k] - cc * x[k], v = x[k] - cc * w[k];
+            nu += u * u;
+            nv += v * v;
+        }
+        nu = sqrt(nu);
+        nv = sqrt(nv);
+        if (nu <= 0.0 || nv <= 0.0) continue;   /* θ = 0 exactly: no direction (a kink) */
+        for (int64_t k = 0; k < d; k++) {
+            h->dx[i * d + k] -= (float)(ang[i] * (w[k] - cc * x[k]) / nu);
+            h->dw[r * d + k] -= (float)(ang[i] * (x[k] - cc * w[k]) / nv);
+        }
+    }
     sm_l2norm_backward(demb, h->dx, h->xn, h->xnorm, n, d, 1e-12f);
     sm_l2norm_backward(sm_model_grad(m, h->w), h->dw, h->wn, h->wnorm, R, d, 1e-12f);
 }
@@ -320,12 +356,17 @@ static void margin_backward(sm_head *h, sm_model *m, const float *emb, const int
     (void)emb;
     int64_t c = h->c;
     float s = h->cfg.scale;
-    /* dL/dcos, in place in dz */
+    /* dL/dcos, in place in dz. A target in the angular regime (phi = f(θ))
+     * does not go through d phi/d cos θ = -f'(θ)/sin θ, which is unbounded as
+     * θ -> 0 (float cos θ rounds to 1 within ~3e-4 rad of the class centre):
+     * its gradient dL/dθ (in gy) is applied along the unit tangent instead,
+     * where sin θ cancels and the true derivative stays bounded. */
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < c; j++) h->dz[i * c + j] *= s;
+        h->gy[i] *= h->dz[i * c + labels[i]];   /* dL/dθ = dL/dphi · dphi/dθ */
         h->dz[i * c + labels[i]] *= h->dphi[i];
     }
-    margin_cos_backward(h, m, n, demb);
+    margin_cos_backward(h, m, n, demb, h->gy, labels);
 }
 
 /* ------------------------------------------------------------------ A-Softmax
@@ -405,7 +446,7 @@ static void asoftmax_backward(sm_head *h, sm_model *m, const float *emb, const i
         dr[i] = (float)acc;
     }
     /* through cos: dx̂ then the projection (l2norm backward divides by ||x||) */
-    margin_cos_backward(h, m, n, demb);
+    margin_cos_backward(h, m, n, demb, NULL, labels);
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < d; k++) demb[i * d + k] += dr[i] * h->xn[i * d + k];
 }

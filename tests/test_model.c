@@ -226,6 +226,46 @@ static void test_phi(void)
     CHECK(fabs(sm_head_phi(&a, -0.2, &d) + 0.2) < 1e-12);
 }
 
+/* A 2-D feature 1e-5 rad from its class centre: float cos θ rounds to 1, and
+ * the gradient must stay bounded, not blow up through 1/sin θ; and at 1e-5 and
+ * 0.3 rad the class weight's tangent gradient equals the closed form
+ * dL/dθ = (p0 - 1)·s·(-sin(θ + m)) (θ moves by -dα when W0 turns by dα). */
+static void test_arcface_near_centre(void)
+{
+    sm_err err = {0};
+    sm_head_config hc;
+    sm_head_config_default(&hc, "arcface", &err);
+    sm_model *m = NULL;
+    if (sm_model_new(&m, "input 2 1 1\nflatten\n", &hc, 2, 1, &err) != SM_OK) { CHECKF(0, "%s", err.msg); return; }
+    float *w = NULL;
+    sm_tensor_info ti;
+    for (int i = 0; i < sm_model_ntensors(m); i++)
+        if (sm_model_tensor(m, i, &ti) == SM_OK && !strcmp(ti.name, "head.weight")) w = ti.data;
+    w[0] = 1; w[1] = 0;     /* class 0 along x */
+    w[2] = 0; w[3] = 1;     /* class 1 along y */
+    const double angles[2] = {1e-5, 0.3};
+    for (int k = 0; k < 2; k++) {
+        float x[2] = {(float)cos(angles[k]), (float)sin(angles[k])};
+        int32_t y[1] = {0};
+        double loss;
+        CHECK(sm_model_train_step(m, x, y, 1, 0, &loss, NULL, &err) == SM_OK);
+        float *g = sm_model_grads(m);   /* head.weight is the only tensor */
+        double gmax = 0;
+        for (int i = 0; i < 4; i++) gmax = fmax(gmax, fabs(g[i]));
+        CHECKF(isfinite(gmax) && gmax <= hc.scale, "angle %g: |dL/dW| = %g", angles[k], gmax);
+        /* closed form: L = -log softmax(s cos(θ+m), s cos(π/2 - θ))_0, θ the angle to class 0 */
+        double th = angles[k], s = hc.scale, mm = hc.margin;
+        double z0 = s * cos(th + mm), z1 = s * sin(th);
+        double p0 = 1.0 / (1.0 + exp(z1 - z0));
+        double dL_dth = (p0 - 1.0) * (-s * sin(th + mm));   /* through z0 only: W1 does not move */
+        /* rotating W0 = (1, 0) towards (0, 1) by dα changes θ by -dα */
+        double dW0_tangent = g[1];
+        CHECKF(fabs(dW0_tangent + dL_dth) <= 1e-4 * fmax(1.0, fabs(dL_dth)),
+               "angle %g: tangent grad %g, closed form %g", angles[k], dW0_tangent, -dL_dth);
+    }
+    sm_model_free(m);
+}
+
 /* A tiny separable problem: 4 classes of noisy prototypes must be learnt. */
 static void test_tiny_training(void)
 {
@@ -323,6 +363,7 @@ int main(void)
         a.lambda_base = a.lambda_min = 0.5f;
         test_model_gradients_cfg("sphereface-asoftmax", &a);
     }
+    test_arcface_near_centre();
     test_tiny_training();
     test_sched();
     return th_done();
