@@ -55,4 +55,5 @@ int cmd_remove(int argc, char **argv);
 int cmd_items(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 #endif

@@ -29,6 +29,7 @@ static const struct verb {
     {"items", cmd_items, "list the items of a gallery"},
     {"search", cmd_search, "top-k gallery items for an image, or \"unknown\""},
     {"calibrate", cmd_calibrate, "pick the unknown-item threshold from a labelled split"},
+    {"serve", cmd_serve, "HTTP API and web page: search, enroll, embed (libmicrohttpd)"},
     {"plot", cmd_plot, "pictures: features on the sphere, training curves, retrieval, ROC"},
 };
 #define NVERBS (sizeof verbs / sizeof verbs[0])
