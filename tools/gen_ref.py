@@ -6,7 +6,9 @@ Run with Debian's interpreter, which has python3-torch and numpy:
 
 Each section is a function gen_<section>(outdir) writing one fixture file;
 main() calls them all: gen_kernels -> kernels_ref.bin (tests/test_kernels.c),
-gen_heads -> heads_ref.bin (the loss heads, optimizers and schedules; tests/test_heads.c). Cases are small random problems computed in double
+gen_heads -> heads_ref.bin (the loss heads, optimizers and schedules; tests/test_heads.c),
+gen_heads2 -> heads2_ref.bin (the other heads and the pair losses; tests/test_heads2.c).
+Cases are small random problems computed in double
 precision from float32-representable inputs, then stored as float32: inputs,
 parameters, outputs and every gradient (autograd with a random upstream
 gradient `dout`). Activations are stored in simile's layouts: spatial tensors
@@ -461,12 +463,400 @@ def gen_heads(outdir):
     fx.write(os.path.join(outdir, "heads_ref.bin"))
 
 
+# ---------------------------------------------------------------- heads2: the other heads
+# and the pair losses, each written from its documented formula (include/simile.h, the
+# comments of src/head.c and src/pairloss.c, the papers), not from the C code.
+
+HEAD_CONTRASTIVE, HEAD_TRIPLET, HEAD_MULTISIM = 5, 6, 7
+HEAD_COMBINED, HEAD_SPHEREFACE, HEAD_ASOFTMAX = 8, 9, 10
+HEAD_ADACOS, HEAD_ADACOS_FIXED, HEAD_SUBCENTER, HEAD_L2SOFTMAX = 11, 12, 13, 14
+MINER_ALL, MINER_HARD, MINER_SEMIHARD = 0, 1, 2
+
+
+def normed_cos(emb, w):
+    """cos θ_ij = x̂_i·ŵ_j (F.normalize's eps 1e-12), (N, rows of w)."""
+    return F.normalize(emb, dim=1, eps=1e-12) @ F.normalize(w, dim=1, eps=1e-12).t()
+
+
+def margin_ce(cos, phi, labels, s):
+    """Cross-entropy of logits s·cos θ_ij (j ≠ y_i) and s·phi_i (j = y_i), mean over the batch."""
+    onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+    return F.cross_entropy(s * (cos * (1 - onehot) + phi[:, None] * onehot), labels)
+
+
+def combined_switch(m1, m2):
+    """cos θs with m1·θs + m2 = π: where cos(m1·θ + m2) would turn back up."""
+    return float(np.cos((np.pi - m2) / m1))
+
+
+def combined_phi(ct, m1, m2, m3):
+    """cos(m1·θ + m2) - m3 while m1·θ + m2 <= π; past it the straight line in cos θ of slope 1
+    through the switch point (cos θs, cos π - m3): cos θ - (cos θs - (-1 - m3)) (src/head.c)."""
+    t = m1 * torch.acos(ct) + m2
+    line = ct - (combined_switch(m1, m2) + 1.0 + m3)
+    return torch.where(t <= np.pi, torch.cos(t) - m3, line)
+
+
+def arcface_phi(ct, m):
+    """ArcFace's target with insightface's th/mm fallback below cos(π - m)."""
+    arc = ct * np.cos(m) - torch.sqrt(1.0 - ct * ct) * np.sin(m)
+    return torch.where(ct > arcface_switch(m, False), arc, ct - m * np.sin(m))
+
+
+def asoftmax_psi(ct, m):
+    """ψ(θ) = (-1)^k cos(mθ) - 2k on θ ∈ [kπ/m, (k+1)π/m] (Liu et al. 2017), through acos."""
+    th = torch.acos(ct)
+    k = torch.clamp(torch.floor(m * th.detach() / np.pi), max=m - 1)
+    return (1.0 - 2.0 * torch.remainder(k, 2)) * torch.cos(m * th) - 2.0 * k
+
+
+def asoftmax_lambda(lb, lmin, gamma, power, it):
+    return max(lmin, lb * (1.0 + gamma * it) ** -power)
+
+
+def adacos_scale(cos, labels, s_old):
+    """AdaCos (Zhang et al. 2019): B_avg = 1/N Σ_i Σ_{j≠y_i} exp(s_old·cos θ_ij), θ_med the lower
+    median of the target angles, s = ln(B_avg) / cos(min(π/4, θ_med)). No gradient."""
+    cos = cos.detach()
+    n = cos.shape[0]
+    onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+    b_avg = (torch.exp(s_old * cos) * (1 - onehot)).sum() / n
+    th = torch.sort(torch.acos(cos.gather(1, labels[:, None])[:, 0])).values
+    th_med = float(th[(n - 1) // 2])
+    return float(torch.log(b_avg)) / np.cos(min(np.pi / 4, th_med)), th_med
+
+
+def unit(v):
+    return v / v.norm()
+
+
+def place(g, wrows, t, radius):
+    """A row x with max_q cos(x, w_q) = t over the rows wrows (K, D) (one row: exactly, else by
+    bisection along x(τ) = τ ŵ_0 + √(1-τ²) u), norm `radius`; u random ⟂ ŵ_0."""
+    w0 = unit(wrows[0])
+    u = rand(g, wrows.shape[1])
+    u = unit(u - (u @ w0) * w0)
+    wn = F.normalize(wrows, dim=1)
+    f = lambda tau: float((wn @ (tau * w0 + np.sqrt(1.0 - tau * tau) * u)).max())
+    lo, hi = -1.0, 1.0
+    assert f(lo) < t < f(hi) + 1e-15, "no point of the path reaches %g (%g..%g)" % (t, f(lo), f(hi))
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < t else (lo, mid)
+    tau = (lo + hi) / 2
+    return (tau * w0 + np.sqrt(1.0 - tau * tau) * u) * radius
+
+
+def head2_batch(g, n, d, c, k, targets, labels=None):
+    """emb (N,D), W (C·K, D), labels with max over the K rows of class y_i of cos(emb_i, ·) =
+    targets[i] (before float32 rounding). Row norms 0.5..3. With K > 1 the K sub-centres of a
+    class lie within 12° of each other, so that a sample can be far from all of them (down to a
+    cosine of -0.98)."""
+    base = rand(g, c, d)
+    if k == 1:
+        w = base
+    else:
+        w = torch.stack([unit(base[j]) + 0.1 * unit(rand(g, d)) for j in range(c) for _ in range(k)])
+    w = f32(w * (0.5 + 2.5 * torch.rand(c * k, 1, generator=g)))
+    if labels is None:
+        labels = torch.randperm(n, generator=g) % c
+    emb = torch.stack([place(g, w[labels[i] * k:(labels[i] + 1) * k], targets[i],
+                             0.5 + 2.5 * float(torch.rand(1, generator=g))) for i in range(n)])
+    return f32(emb), w, labels
+
+
+def head2_targets(sw):
+    """Target cosines on both sides of the switch sw, near ±1, around 0, 0.007 from sw."""
+    return [0.99, 0.9, 0.6, 0.2, 0.02, -0.02, -0.4, sw + 0.008, sw - 0.008, (sw - 1.0) / 2,
+            -0.99, 0.45]
+
+
+def gen_head2_cases(fx, g):
+    n, d, c = 12, 8, 5
+    sq = np.cos(np.pi / 4)
+    asoft_t = [0.97, 0.85, sq + 0.012, sq - 0.012, 0.4, 0.03, -0.03, -0.4, -sq + 0.012,
+               -sq - 0.012, -0.9, -0.97]
+    # (kind, C, K, s, m, (m1, m2, m3), (λ_base, λ_min), targets); s = 0: the head's own scale
+    cases = [
+        (HEAD_COMBINED, c, 1, 30.0, 0.0, (1.0, 0.3, 0.2), None, None),
+        (HEAD_COMBINED, c, 1, 16.0, 0.0, (1.2, 0.2, 0.1), None, None),
+        (HEAD_SPHEREFACE, c, 1, 30.0, 1.35, None, None, None),
+        (HEAD_ASOFTMAX, c, 1, 0.0, 4.0, None, (1000.0, 5.0), asoft_t),
+        (HEAD_ASOFTMAX, c, 1, 0.0, 4.0, None, (0.0, 0.0), asoft_t),
+        (HEAD_ASOFTMAX, c, 1, 0.0, 4.0, None, (2.0, 0.5), asoft_t),
+        (HEAD_ADACOS_FIXED, 8, 1, 0.0, 0.0, None, None, None),
+        # dynamic: the lower median of the target angles below π/4 (acos 0.75 vs the upper
+        # median acos 0.74), then above π/4
+        (HEAD_ADACOS, 8, 1, 0.0, 0.0, None, None,
+         [0.95, 0.9, 0.85, 0.8, 0.78, 0.75, 0.74, 0.6, 0.3, 0.1, -0.2, -0.5]),
+        (HEAD_ADACOS, 8, 1, 0.0, 0.0, None, None,
+         [0.9, 0.75, 0.6, 0.45, 0.3, 0.15, 0.0, -0.15, -0.3, -0.5, -0.7, -0.9]),
+        (HEAD_SUBCENTER, c, 3, 30.0, 0.5, None, None, None),
+        (HEAD_SUBCENTER, c, 2, 16.0, 0.4, None, None, None),
+        (HEAD_L2SOFTMAX, c, 1, 16.0, 0.0, None, None, None),
+        (HEAD_L2SOFTMAX, c, 1, 4.0, 0.0, None, None, None),
+    ]
+    for i, (kind, c, k, s, m, mm, lam, targets) in enumerate(cases):
+        p = "hd%d/" % i
+        s, m = fl(s), fl(m)
+        m1, m2, m3 = [fl(v) for v in (mm or (1.0, 0.3, 0.2))]
+        lb, lmin = [fl(v) for v in (lam or (1000.0, 5.0))]
+        gamma, power = fl(0.12), 1.0
+        if kind == HEAD_COMBINED:
+            sw = combined_switch(m1, m2)
+        elif kind == HEAD_SPHEREFACE:
+            sw = combined_switch(m, 0.0)
+        elif kind == HEAD_SUBCENTER:
+            sw = arcface_switch(m, False)
+        else:
+            sw = None
+        if kind == HEAD_SUBCENTER:   # the max over clustered sub-centres stays above -0.98
+            targets = [0.99, 0.9, 0.6, 0.2, 0.02, -0.02, -0.4, sw + 0.008, sw - 0.008, sw - 0.02,
+                       -0.965, 0.45]
+        elif targets is None:
+            targets = head2_targets(sw if sw is not None else -0.5)
+        b = None
+        if kind == HEAD_L2SOFTMAX:
+            emb = rand(g, n, d) * (0.5 + 2.5 * torch.rand(n, 1, generator=g))
+            emb, w = f32(emb), rand(g, c, d, scale=0.5)
+            labels = torch.randperm(n, generator=g) % c
+            b = leaf(rand(g, c))
+        elif k == 1:
+            emb, w, labels = head2_batch(g, n, d, c, k, targets)
+        else:   # sub-centres: redraw until no two of a class are within 1e-3 for any sample,
+            # so that float32 picks the same one
+            for attempt in range(100):
+                emb, w, labels = head2_batch(g, n, d, c, k, targets)
+                top = normed_cos(emb, w).view(n, c, k).topk(2, dim=2).values
+                if float((top[:, :, 0] - top[:, :, 1]).min()) > 1e-3:
+                    break
+            else:
+                raise AssertionError("hd%d: sub-centres always tie" % i)
+        emb, w = leaf(emb), leaf(w)
+        extra = {}
+        if kind == HEAD_L2SOFTMAX:
+            out = F.linear(s * F.normalize(emb, dim=1, eps=1e-12), w, b)   # α x̂ W^T + b
+            loss = F.cross_entropy(out, labels)
+        else:
+            cosk = normed_cos(emb, w)
+            cos = cosk.view(n, c, k).max(dim=2).values if k > 1 else cosk
+            ct = cos.gather(1, labels[:, None])[:, 0]
+            if kind == HEAD_COMBINED:
+                phi = combined_phi(ct, m1, m2, m3)
+            elif kind == HEAD_SPHEREFACE:
+                phi = combined_phi(ct, m, 0.0, 0.0)
+            elif kind == HEAD_SUBCENTER:
+                phi = arcface_phi(ct, m)
+            if kind in (HEAD_COMBINED, HEAD_SPHEREFACE, HEAD_SUBCENTER):
+                loss = margin_ce(cos, phi, labels, s)
+                extra["phi"] = phi
+            elif kind == HEAD_ASOFTMAX:
+                lamv = asoftmax_lambda(lb, lmin, gamma, power, 0)
+                gy = (lamv * ct + asoftmax_psi(ct, int(m))) / (1.0 + lamv)
+                r = emb.norm(dim=1)   # logits ‖x‖ cos θ, target ‖x‖ (λ cos θ + ψ)/(1 + λ)
+                onehot = F.one_hot(labels, c).to(cos.dtype)
+                loss = F.cross_entropy(r[:, None] * (cos * (1 - onehot) + gy[:, None] * onehot),
+                                       labels)
+                kk = torch.floor(4 * torch.acos(ct.detach()) / np.pi)
+                assert all(int((kk == q).sum()) > 0 for q in range(4)), "an interval k is empty"
+                gaps = (ct.detach()[:, None] - torch.tensor([sq, 0.0, -sq])[None, :]).abs()
+                assert float(gaps.min()) > 5e-3, "a target sits on a boundary kπ/m"
+                extra["gy"] = gy
+                extra["lambda"] = [lamv]
+                its = [0, 1, 10, 100, 1000, 100000]
+                extra["lambda_iters"] = its
+                extra["lambda_vals"] = [asoftmax_lambda(lb, lmin, gamma, power, t) for t in its]
+            else:   # AdaCos
+                s0 = fl(np.sqrt(2.0) * np.log(c - 1.0))   # the fixed scale, as a float field
+                extra["s0"] = [s0]
+                st = s0
+                if kind == HEAD_ADACOS:
+                    st, th_med = adacos_scale(cos, labels, s0)
+                    extra["snew"] = [st]
+                    extra["th_med"] = [th_med]
+                loss = margin_ce(cos, ct, labels, st)
+            out = cos
+            if sw is not None:
+                ctd = ct.detach()
+                assert float((ctd - sw).abs().min()) > 5e-3 and float(ctd.abs().max()) < 0.995
+                assert 0 < int((ctd > sw).sum()) < n, "targets on one side of the switch only"
+        grads = grad_of(loss, None, *((emb, w) + ((b,) if b is not None else ())))
+        fx.add(p + "cfg", [kind, n, d, c, k, s, m, m1, m2, m3, lb, lmin])
+        fx.add(p + "emb", emb)
+        fx.add(p + "w", w)
+        fx.add(p + "labels", labels.double())
+        fx.add(p + "cos", out)
+        fx.add(p + "loss", loss)
+        fx.add(p + "demb", grads[0])
+        fx.add(p + "dw", grads[1])
+        if b is not None:
+            fx.add(p + "b", b)
+            fx.add(p + "db", grads[2])
+        for key, v in extra.items():
+            fx.add(p + key, v)
+    return len(cases)
+
+
+def pair_dist(x):
+    """(N,N) Euclidean distances, differentiable off the diagonal (which stays 0)."""
+    n = x.shape[0]
+    iu = torch.triu_indices(n, n, 1)
+    dd = (x[iu[0]] - x[iu[1]]).norm(dim=1)
+    z = torch.zeros(n, n)
+    return z.index_put((iu[0], iu[1]), dd).index_put((iu[1], iu[0]), dd)
+
+
+def pair_loss(kind, x, y, cfg):
+    """(the matrix the loss is computed on, loss, hinges, gaps) of a pair loss on features x:
+    distances (contrastive, triplet) or cosine similarities (multi-similarity). hinges: groups
+    of signed distances of each hinge / pair-selection test from its switch; gaps: distances
+    between the candidates of each argmax/argmin choice. They keep the batch clear of kinks."""
+    n = x.shape[0]
+    same = y[:, None] == y[None, :]
+    eye = torch.eye(n, dtype=torch.bool)
+    pos, neg = same & ~eye, ~same
+    hinges, gaps = [], []
+    if kind == HEAD_MULTISIM:
+        S = x @ x.t()
+        al, be, la, eps = cfg["alpha"], cfg["beta"], cfg["base"], cfg["eps"]
+        Sd = S.detach()
+        total, hp, hn = 0.0, [], []
+        for i in range(n):
+            P, N = pos[i].nonzero()[:, 0].tolist(), neg[i].nonzero()[:, 0].tolist()
+            maxn = float(Sd[i, N].max()) if N else -np.inf
+            minp = float(Sd[i, P].min()) if P else np.inf
+            # positives with S_ip - ε < max_n S_in, negatives with S_in + ε > min_p S_ip
+            kp = [j for j in P if float(Sd[i, j]) - eps < maxn]
+            kn = [j for j in N if float(Sd[i, j]) + eps > minp]
+            hp += [maxn - (float(Sd[i, j]) - eps) for j in P if N]
+            hn += [float(Sd[i, j]) + eps - minp for j in N if P]
+            lp = torch.log1p(torch.exp(-al * (S[i, kp] - la)).sum()) / al if kp else 0.0
+            ln = torch.log1p(torch.exp(be * (S[i, kn] - la)).sum()) / be if kn else 0.0
+            total = total + lp + ln
+        return S, total / n, [hp, hn], gaps
+    D = pair_dist(x)
+    Dd = D.detach()
+    if kind == HEAD_CONTRASTIVE:
+        iu = torch.triu_indices(n, n, 1)
+        d, s = D[iu[0], iu[1]], same[iu[0], iu[1]]
+        lp = (F.relu(d[s] - cfg["margin"]) ** 2).mean() if s.any() else 0.0
+        ln = (F.relu(cfg["margin_neg"] - d[~s]) ** 2).mean() if (~s).any() else 0.0
+        if cfg["margin"] > 0:
+            hinges.append([float(v) for v in (d[s] - cfg["margin"])])
+        hinges.append([float(v) for v in (cfg["margin_neg"] - d[~s])])
+        return D, lp + ln, hinges, gaps
+    m, miner = cfg["margin"], cfg["miner"]
+    terms = []
+    for a in range(n):
+        P, N = pos[a].nonzero()[:, 0].tolist(), neg[a].nonzero()[:, 0].tolist()
+        dist = lambda j: float(Dd[a, j])
+        if miner == MINER_ALL:
+            terms += [D[a, p] - D[a, q] + m for p in P for q in N]
+        elif miner == MINER_HARD and P and N:
+            dp, dn = sorted(map(dist, P)), sorted(map(dist, N))
+            gaps += [dp[-1] - dp[-2]] if len(dp) > 1 else []
+            gaps += [dn[1] - dn[0]] if len(dn) > 1 else []
+            terms.append(D[a, max(P, key=dist)] - D[a, min(N, key=dist)] + m)
+        elif miner == MINER_SEMIHARD and N:
+            for p in P:
+                gaps += [abs(dist(q) - dist(p)) for q in N]
+                out = [q for q in N if dist(q) > dist(p)]
+                # the closest negative farther than the positive; none: the farthest negative
+                cand = sorted(map(dist, out)) if out else sorted(map(dist, N))[::-1]
+                gaps += [abs(cand[1] - cand[0])] if len(cand) > 1 else []
+                q = min(out, key=dist) if out else max(N, key=dist)
+                terms.append(D[a, p] - D[a, q] + m)
+    hinges.append([float(t) for t in terms])
+    loss = sum(F.relu(t) for t in terms) / len(terms) if terms else torch.zeros(())
+    return D, loss, hinges, gaps
+
+
+def pair_batch(g, labels, d, spread, raw):
+    """Class centres on the unit sphere plus noise of size |spread| per class (a list); a class
+    with spread < 0 puts its members at +centre and -centre alternately (a positive pair
+    farther apart than every negative: semi-hard mining finds no negative). Row norms 0.5..3
+    (normalised away unless raw; raw rows keep norms near 1)."""
+    c = int(labels.max()) + 1
+    centres = F.normalize(rand(g, c, d), dim=1)
+    seen = [0] * c
+    rows = []
+    for y in labels.tolist():
+        sign = -1.0 if spread[y] < 0 and seen[y] % 2 else 1.0
+        seen[y] += 1
+        rows.append(sign * centres[y] + abs(spread[y]) * rand(g, d) / np.sqrt(d))
+    x = torch.stack(rows)
+    if not raw:
+        x = x * (0.5 + 2.5 * torch.rand(len(labels), 1, generator=g))
+    return f32(x)
+
+
+def gen_pair_cases(fx, g):
+    n, d = 12, 8
+    lab = torch.arange(12) // 3               # 4 classes x 3
+    single = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4])   # one class of a single sample
+    even = [0.8] * 5
+    wide = [0.8, 0.8, -0.5, 0.8, 0.8]         # class 2 split in two: see pair_batch
+    cases = [   # (kind, margin, margin_neg, miner, raw, labels, spread)
+        (HEAD_CONTRASTIVE, 0.0, 1.0, MINER_ALL, 0, lab, even),
+        (HEAD_CONTRASTIVE, 0.1, 1.0, MINER_ALL, 0, lab, [0.15] * 5),
+        (HEAD_CONTRASTIVE, 0.1, 1.0, MINER_ALL, 1, single, [0.12] * 5),
+        (HEAD_TRIPLET, 0.2, 1.0, MINER_ALL, 0, lab, even),
+        (HEAD_TRIPLET, 0.2, 1.0, MINER_HARD, 0, single, even),
+        (HEAD_TRIPLET, 0.2, 1.0, MINER_SEMIHARD, 0, lab, wide),
+        (HEAD_TRIPLET, 0.2, 1.0, MINER_HARD, 1, lab, even),
+        (HEAD_TRIPLET, 0.2, 1.0, MINER_SEMIHARD, 1, single, wide),
+        (HEAD_MULTISIM, 0.0, 1.0, MINER_ALL, 0, lab, even),
+        (HEAD_MULTISIM, 0.0, 1.0, MINER_ALL, 0, single, [1.2] * 5),
+    ]
+    for i, (kind, m, mneg, miner, raw, labels, spread) in enumerate(cases):
+        p = "pl%d/" % i
+        cfg = {"margin": fl(m), "margin_neg": fl(mneg), "miner": miner, "alpha": 2.0,
+               "beta": 50.0, "base": 0.5, "eps": fl(0.1)}
+        for attempt in range(200):   # redraw until no decision sits within 1e-3 of its switch
+            perm = torch.randperm(n, generator=g)
+            y = labels[perm]
+            emb = leaf(pair_batch(g, y, d, spread, raw))
+            x = emb if raw else F.normalize(emb, dim=1, eps=1e-12)
+            mat, loss, hinges, gaps = pair_loss(kind, x, y, cfg)
+            clear = all(abs(v) > 1e-3 for h in hinges for v in h) and all(v > 1e-3 for v in gaps)
+            if clear and all(max(h) > 0 > min(h) for h in hinges if h):
+                break
+        else:
+            raise AssertionError("pair case %d: no batch clear of the switches" % i)
+        if kind == HEAD_TRIPLET and miner == MINER_SEMIHARD:
+            Dd = mat.detach()
+            fallback = sum(1 for a in range(n) for q in range(n) if q != a and y[q] == y[a]
+                           and all(Dd[a, j] <= Dd[a, q] for j in range(n) if y[j] != y[a]))
+            assert 0 < fallback, "no positive pair without a semi-hard negative"
+        (demb,) = grad_of(loss, None, emb)
+        fx.add(p + "cfg", [kind, n, d, cfg["margin"], cfg["margin_neg"], miner, raw,
+                           cfg["alpha"], cfg["beta"], cfg["base"], cfg["eps"]])
+        fx.add(p + "emb", emb)
+        fx.add(p + "labels", y.double())
+        fx.add(p + "mat", mat)
+        fx.add(p + "loss", loss)
+        fx.add(p + "demb", demb)
+    return len(cases)
+
+
+def gen_heads2(outdir):
+    """Combined margin, SphereFace (both), AdaCos (both), sub-center ArcFace, L2-constrained
+    softmax and the pair losses of src/head.c and src/pairloss.c -> heads2_ref.bin
+    (tests/test_heads2.c)."""
+    g = torch.Generator().manual_seed(20240603)
+    fx = Fixture()
+    gen_head2_cases(fx, g)
+    gen_pair_cases(fx, g)
+    fx.write(os.path.join(outdir, "heads2_ref.bin"))
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(outdir, exist_ok=True)
     torch.set_default_dtype(torch.float64)
     gen_kernels(outdir)
     gen_heads(outdir)
+    gen_heads2(outdir)
 
 
 if __name__ == "__main__":
