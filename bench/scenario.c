@@ -24,7 +24,9 @@
  *               best similarity is <= threshold ("unknown"). Reported: that
  *               accuracy, the identification rate on enrolled-class queries
  *               and the rejection rate on never-enrolled ones.
- * Means and standard deviations over the draws. One JSON line on stdout. */
+ * Means and standard deviations over the draws. One JSON line on stdout; on
+ * stderr the closed-set top-1 per unseen class and how its queries were
+ * answered (a confusion row). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +146,7 @@ int main(int argc, char **argv)
     float *hs = malloc(sizeof(float) * (size_t)u.n), *q = malloc(sizeof(float) * (size_t)(u.n * d));
     int32_t *ql = malloc(sizeof(int32_t) * (size_t)u.n);
     stat_acc top1 = {0}, open = {0}, ident = {0}, reject = {0};
+    int64_t cls_ok[64] = {0}, cls_n[64] = {0}, conf[64][64] = {{0}};   /* closed set, per unseen class */
     sm_rng r;
     sm_rng_seed(&r, seed);
     for (int dr = 0; dr < draws; dr++) {
@@ -162,9 +165,17 @@ int main(int argc, char **argv)
         }
         if (sm_gallery_search(g, q, nq, d, 1, NULL, hid, hs, &err)) die("search", &err);
         int64_t ok = 0;
-        for (int64_t i = 0; i < nq; i++)
+        for (int64_t i = 0; i < nq; i++) {
+            int qc = 0;
+            while (qc < nu && uc[qc] != ql[i]) qc++;
+            cls_n[qc]++;
             for (int c = 0; c < nu; c++)
-                if (hid[i] == ids[c]) ok += u.labels[pick[c]] == ql[i];
+                if (hid[i] == ids[c]) {
+                    ok += u.labels[pick[c]] == ql[i];
+                    cls_ok[qc] += u.labels[pick[c]] == ql[i];
+                    conf[qc][c]++;
+                }
+        }
         acc_add(&top1, (double)ok / (double)nq);
         sm_gallery_close(g);
 
@@ -230,6 +241,14 @@ int main(int argc, char **argv)
            "\"open_acc_std\": %.4f, \"open_ident\": %.4f, \"open_reject\": %.4f}\n",
            model, draws, unseen, known, (double)t, pt.far, pt.tar, acc_mean(&top1), acc_std(&top1), acc_mean(&open),
            acc_std(&open), acc_mean(&ident), acc_mean(&reject));
+    /* per unseen class: closed-set top-1 and where its queries went */
+    for (int c = 0; c < nu; c++) {
+        fprintf(stderr, "scenario: %-12s top-1 %.3f; answered as", test.class_names[uc[c]],
+                cls_n[c] ? (double)cls_ok[c] / (double)cls_n[c] : 0.0);
+        for (int j = 0; j < nu; j++)
+            fprintf(stderr, " %s %.2f%s", test.class_names[uc[j]], cls_n[c] ? (double)conf[c][j] / (double)cls_n[c] : 0.0,
+                    j + 1 < nu ? "," : "\n");
+    }
     free(eu);
     free(ek);
     free(byc);

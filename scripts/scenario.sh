@@ -9,8 +9,10 @@
 #   OUT=build/scenario DRAWS=20 HEADS="arcface cosface adacos triplet" sh scripts/scenario.sh
 #
 # Models and logs go to $OUT (kept: a second run reuses a model whose
-# checkpoint exists). Prints one JSON line per model and a markdown table
-# (the one in docs/results.md). Every model: mnist-net, 128-d embeddings,
+# checkpoint exists), with per-class closed-set results in $OUT/<loss>.classes.txt.
+# Prints one JSON line per model and a markdown table (the one in
+# docs/results.md). HEADS may also name softmax (the baseline) or any other
+# head or pair loss of `simile train`. Every model: mnist-net, 128-d embeddings,
 # SGD with the defaults of `simile train`, batch 128, same seed.
 set -e
 cd "$(dirname "$0")/.."
@@ -36,7 +38,8 @@ for h in $HEADS; do
             --threads "$T" --quiet --out "$M"
     fi
     echo "== scenario: $h" >&2
-    line=$(build/bench/scenario --model "$M" --draws "$DRAWS" --threads "$T")
+    line=$(build/bench/scenario --model "$M" --draws "$DRAWS" --threads "$T" 2>"$OUT/$h.classes.txt")
+    cat "$OUT/$h.classes.txt" >&2
     echo "$line"
     echo "{\"head\": \"$h\", $(printf '%s' "$line" | cut -c2-)" >>"$OUT/results.jsonl"
 done
