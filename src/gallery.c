@@ -573,9 +573,12 @@ sm_status sm_gallery_info_get(sm_gallery *g, sm_gallery_info *info, sm_err *err)
 {
     memset(info, 0, sizeof *info);
     meta m;
-    int64_t count = 0;
+    int64_t count = 0, dv = -1;
     int rc = read_meta(g->db, &m);
-    if (rc == SQLITE_OK) rc = query_int(g->db, "SELECT count(*) FROM items", &count);
+    /* count(*) walks the whole table: use the in-memory table when it is current */
+    if (rc == SQLITE_OK && g->loaded) rc = query_int(g->db, "PRAGMA data_version", &dv);
+    if (rc == SQLITE_OK && g->loaded && dv == g->data_version) count = g->n;
+    else if (rc == SQLITE_OK) rc = query_int(g->db, "SELECT count(*) FROM items", &count);
     if (rc != SQLITE_OK) return sql_fail(g->path, g->db, rc, err, "reading its meta table");
     info->count = count;
     info->dim = g->dim;
