@@ -49,7 +49,6 @@ typedef struct ctx {
 struct sm_hnsw {
     int64_t n, d, m0;
     sm_hnsw_config cfg;
-    const float *base;    /* (n, d), borrowed: the rows as the caller numbers them */
     uint8_t *level;       /* (n) */
     /* Level 0, one block of `stride` bytes per node (64-byte aligned): the
      * count and M0 links, then at voff a copy of the node's row. Links and
@@ -453,7 +452,6 @@ static sm_status alloc_graph(sm_hnsw **out, const float *base, int64_t n, int64_
     size_t nn = (size_t)(n > 0 ? n : 1);
     h->level = calloc(nn, 1);
     h->up_off = calloc(nn, sizeof(int64_t));
-    h->base = base;
     h->voff = round64(sizeof(uint32_t) * (size_t)(1 + h->m0));
     h->stride = round64(h->voff + sizeof(float) * (size_t)d);
     h->blk = aligned_alloc(64, nn * h->stride);

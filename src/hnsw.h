@@ -20,8 +20,11 @@
  * vectors the ranking is by cosine. Results report similarity = dot product,
  * recomputed with sm_dot_f32, best first (ties by row index).
  *
- * The graph holds row numbers into a float matrix (n, d) it borrows: the
- * caller keeps the matrix alive and unchanged while the graph is used. The
+ * Nodes are the rows of a float matrix (n, d) given at build or load. The
+ * graph copies the rows into its level-0 blocks (each node's links and row
+ * side by side, 64-byte aligned, as hnswlib lays them out: expanding a node
+ * and scoring it touch one region of memory), so the caller's matrix may be
+ * freed afterwards; the copy costs n * d * 4 bytes. The
  * build is sequential and deterministic: same rows, same config (seed
  * included), same graph, byte for byte. Searches may run concurrently from
  * any number of threads (a mutex-guarded pool of visited lists).
@@ -49,7 +52,7 @@ typedef struct sm_hnsw_config {
 /* M 16, efConstruction 200, seed 100: hnswlib's defaults. */
 void sm_hnsw_config_default(sm_hnsw_config *c);
 
-/* Builds the graph of the rows of base (n, d), borrowed (see the file
+/* Builds the graph of the rows of base (n, d) (copied, see the file
  * comment). *out is owned by the caller (sm_hnsw_free).
  * Errors: SM_ERR_ARG (n < 0 or >= 2^31, d < 1, M or efConstruction out of
  * range, NULL base with n > 0), SM_ERR_NOMEM. */
@@ -69,7 +72,7 @@ int64_t sm_hnsw_size(const sm_hnsw *h);    /* rows n */
 int64_t sm_hnsw_dim(const sm_hnsw *h);     /* d */
 int sm_hnsw_max_level(const sm_hnsw *h);
 const sm_hnsw_config *sm_hnsw_config_of(const sm_hnsw *h);
-/* Bytes the graph holds (links, levels, visited lists), not the borrowed rows. */
+/* Bytes the graph holds: links, levels, its copy of the rows, visited lists. */
 size_t sm_hnsw_bytes(const sm_hnsw *h);
 
 /* What a saved graph was built from, written and checked by the caller. */
@@ -85,8 +88,8 @@ typedef struct sm_hnsw_stamp {
 sm_status sm_hnsw_save(const sm_hnsw *h, const char *path, const sm_hnsw_stamp *stamp, const int64_t *ids,
                        sm_err *err);
 
-/* Reads a graph saved by sm_hnsw_save and attaches it to base (n, d), which
- * must have the file's n and d. *out and *ids (n int64, malloc'd; ids may be
+/* Reads a graph saved by sm_hnsw_save over the rows base (n, d) (copied;
+ * the file holds only the links), which must have the file's n and d. *out and *ids (n int64, malloc'd; ids may be
  * NULL when not wanted) are owned by the caller; *stamp is filled.
  * Every field is checked (magic, version, both CRCs, sizes against the file
  * size, levels, link counts and targets), so a damaged file is an error,
