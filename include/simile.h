@@ -70,9 +70,16 @@ typedef enum sm_head_kind {
     SM_HEAD_MULTISIM,        /* multi-similarity (Wang et al. 2019) on cosine similarities,
                                 with its pair mining; α 2, β 50, λ 0.5, ε 0.1; mean over anchors */
     SM_HEAD_COMBINED,        /* s * (cos(m1·θ + m2) - m3), insightface's combined margin;
-                                defaults s=30, (m1, m2, m3) = (1, 0.3, 0.2) */
+                                defaults s=30, (m1, m2, m3) = (1, 0.3, 0.2). Past the point
+                                θ* = (π - m2)/m1 where m1·θ + m2 reaches π, cos(m1·θ + m2)
+                                would turn back up (a larger angle would be rewarded), so the
+                                target logit continues as s * (cos θ - cos θ* - 1 - m3):
+                                cos θ shifted to meet the curve at θ*, continuous and
+                                decreasing in θ; its derivative there is that of cos θ */
     SM_HEAD_SPHEREFACE,      /* s * cos(m·θ), the real-valued SphereFace of later work
-                                (normalised features); defaults s=30, m=1.35 */
+                                (normalised features); defaults s=30, m=1.35. For θ > π/m
+                                the same continuation as COMBINED (m1 = m, m2 = m3 = 0):
+                                s * (cos θ - cos(π/m) - 1) */
     SM_HEAD_ASOFTMAX,        /* the original SphereFace, A-Softmax: ||x||·ψ(θ) with
                                 ψ(θ) = (-1)^k cos(mθ) - 2k on [kπ/m, (k+1)π/m], features not
                                 normalised, blended with ||x|| cos θ by λ annealing; m = 4 */
