@@ -1,7 +1,8 @@
 /* cmd_serve.c - `simile serve`: the HTTP API and the web page (src/serve.h).
  *
  *   simile serve --model M --gallery G --port 8080 [--listen 127.0.0.1] [--token-file F]
- *                [--threads N] [--max-body BYTES] [--max-conns N] [--timeout S]
+ *                [--threads N] [--max-body BYTES] [--max-conns N] [--max-conns-per-ip N]
+ *                [--timeout S] [--request-timeout S]
  *
  * Prints one line "simile serve: listening on http://ADDR:PORT/ (...)" on
  * stdout once it accepts connections (with --port 0 the port chosen by the
@@ -55,7 +56,9 @@ int cmd_serve(int argc, char **argv)
                {"threads", "N", "worker threads (default: all cores)", NULL},
                {"max-body", "BYTES", "largest request body (default 16777216)", NULL},
                {"max-conns", "N", "simultaneous connections (default 256)", NULL},
+               {"max-conns-per-ip", "N", "simultaneous connections from one address (default 64)", NULL},
                {"timeout", "S", "close connections idle for S seconds (default 10)", NULL},
+               {"request-timeout", "S", "a request (headers and body) must arrive within S seconds, else 408 (default 30)", NULL},
                {NULL, NULL, NULL, NULL}};
     prog_cmd = "simile serve";
     parse(argc, argv, 2, o, "simile serve --model M --gallery G --port P [--listen ADDR] [--token-file F]",
@@ -73,7 +76,9 @@ int cmd_serve(int argc, char **argv)
         .threads = (int)get_int(o, "threads", 0, 0, 64),
         .max_body = (size_t)get_int(o, "max-body", 16 << 20, 1024, (int64_t)1 << 32),
         .max_conns = (int)get_int(o, "max-conns", 256, 1, 65536),
+        .max_conns_per_ip = (int)get_int(o, "max-conns-per-ip", 64, 1, 65536),
         .timeout_s = (int)get_int(o, "timeout", 10, 1, 3600),
+        .request_timeout_s = (int)get_int(o, "request-timeout", 30, 1, 3600),
     };
     char *token = get(o, "token-file", NULL) ? read_token(get(o, "token-file", NULL)) : NULL;
     cfg.token = token;

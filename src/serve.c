@@ -13,10 +13,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -27,6 +29,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +47,18 @@
 #define PAGE_MAX 1000
 /* A stored thumbnail larger than this is not ours (they are small PNGs). */
 #define THUMB_FILE_MAX ((size_t)16 << 20)
+/* Sockets answered by abort_conn are drained (their unread input read and
+ * discarded) before they are closed, so that the kernel sends FIN, not RST,
+ * and the client reads the answer instead of "connection reset": at most
+ * LINGER_MAX at once, each for LINGER_S seconds and LINGER_BYTES bytes (a
+ * client that keeps sending is cut off then). Beyond LINGER_MAX a socket is
+ * closed at once (the answer may then be lost). */
+#define LINGER_MAX 64
+#define LINGER_S 2.0
+#define LINGER_BYTES ((size_t)32 << 20)
+/* The watchdog wakes at least this often (ms): the resolution of the request
+ * deadline. */
+#define WATCHDOG_TICK_MS 100
 
 /* ------------------------------------------------------------ endpoints */
 
@@ -55,7 +70,7 @@ static const char *ep_names[EP_COUNT] = {"page", "healthz", "metrics", "search",
                                          "item_get", "item_delete", "item_image", "other"};
 
 /* Status codes counted in /metrics (anything else counts as "other"). */
-static const int counted_codes[] = {200, 201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 503, 0};
+static const int counted_codes[] = {200, 201, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503, 0};
 #define NCODES ((int)(sizeof counted_codes / sizeof counted_codes[0]))
 /* Latency histogram bucket bounds in seconds (Prometheus' default set, to 10 s). */
 static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -79,6 +94,29 @@ typedef struct model_pool {
     int n;
 } model_pool;
 
+/* A TCP connection as the watchdog sees it (one per MHD connection, from the
+ * STARTED to the CLOSED notification; guarded by sm_server.cmu). */
+typedef enum conn_state {
+    CONN_RECEIVING,   /* a request is arriving (or may arrive): the deadline runs */
+    CONN_BUSY,        /* the request is in: it runs or its response is sent */
+    CONN_ABORTED      /* answered by abort_conn; MHD's fd reads end-of-file */
+} conn_state;
+
+typedef struct conn {
+    int fd;                   /* MHD's socket: never closed here (MHD owns it) */
+    struct timespec t0;       /* when the current request may have begun */
+    conn_state state;
+    ep ep;                    /* the request's endpoint once its headers are in */
+    struct conn *prev, *next;
+} conn;
+
+/* A socket that was answered and is being drained before it is closed. */
+typedef struct drain_sock {
+    int fd;                   /* our dup of the socket */
+    struct timespec t0;
+    size_t read;              /* bytes discarded so far */
+} drain_sock;
+
 struct sm_server {
     struct MHD_Daemon *d;
     sm_serve_config cfg;
@@ -93,6 +131,16 @@ struct sm_server {
     int port;
     metrics mx;
     time_t started;
+    /* the watchdog: request deadlines and lingering closes */
+    pthread_mutex_t cmu;
+    conn *conns;
+    drain_sock lg[LINGER_MAX];
+    int nlg;
+    int dead_fd;              /* a socket whose peer is closed: reads end-of-file */
+    int wake[2];              /* a pipe that wakes the watchdog (stop, a socket to drain) */
+    pthread_t wd;
+    bool wd_running;
+    atomic_bool stopping;
 };
 
 int sm_serve_port(const sm_server *s) { return s->port; }
@@ -227,6 +275,189 @@ static enum MHD_Result send_405(struct MHD_Connection *c, req *r, const char *al
     json_decref(j);
     if (!s) return MHD_NO;
     return send_buf(c, r, 405, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE, allow);
+}
+
+/* ------------------------------------------------ aborting a connection */
+
+/* libmicrohttpd 0.9.75 answers a request only through MHD_queue_response,
+ * which it refuses in the middle of a body (a streamed body over max_body),
+ * and it never calls us for a request whose headers do not end (slow-loris).
+ * Such a connection is answered here, on its socket, under cmu:
+ *  1. dup the socket: our fd keeps it open once MHD closes its own;
+ *  2. write a whole HTTP response (status, JSON error, Connection: close)
+ *     and shutdown(SHUT_WR): the client reads it, then end-of-file;
+ *  3. dup2 a dead socket onto MHD's fd: the fd number MHD holds stays valid
+ *     (nothing is closed under it, nothing can reuse it) but now reads
+ *     end-of-file, so MHD closes the connection as if the client had gone,
+ *     whatever state its parser is in, and never touches the real socket;
+ *  4. hand our dup to the watchdog, which drains it and closes it (LINGER_*).
+ * This is sound because MHD sends the CLOSED notification (conn_notify,
+ * which takes cmu) before it closes a connection's fd (daemon.c,
+ * MHD_cleanup_connections), so under cmu a tracked fd is MHD's and open; and
+ * because the daemon polls with poll(), which looks fds up by number at each
+ * call (an epoll set would keep watching the real socket through our dup). */
+static bool abort_conn_locked(sm_server *s, conn *cn, int status, const char *code, const char *detail)
+{
+    if (cn->state == CONN_ABORTED) return false;
+    cn->state = CONN_ABORTED;
+    json_t *j = json_pack("{ssss}", "error", code, "detail", detail);
+    char *body = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(j);
+    const char *b = body ? body : "{\"error\":\"internal\",\"detail\":\"out of memory\"}";
+    size_t bn = strlen(b);
+    char head[320];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+                      status, status == 408 ? "Request Timeout" : status == 413 ? "Payload Too Large" : "Error", bn);
+    int fd = fcntl(cn->fd, F_DUPFD_CLOEXEC, 3);
+    struct iovec iov[2] = {{head, (size_t)hn}, {(void *)b, bn}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    /* small: it fits the socket's send buffer, nothing having been sent yet */
+    (void)sendmsg(fd >= 0 ? fd : cn->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(body);
+    if (fd < 0 || dup2(s->dead_fd, cn->fd) < 0) {
+        /* out of fds: let MHD read end-of-file from the socket itself (the
+         * answer may then be lost to a reset) */
+        shutdown(cn->fd, SHUT_RDWR);
+        if (fd >= 0) close(fd);
+        return true;
+    }
+    shutdown(fd, SHUT_WR);
+    if (s->nlg == LINGER_MAX) {
+        close(fd);
+        return true;
+    }
+    drain_sock *l = &s->lg[s->nlg++];
+    l->fd = fd;
+    l->read = 0;
+    clock_gettime(CLOCK_MONOTONIC, &l->t0);
+    (void)!write(s->wake[1], "", 1);   /* poll it now (a full pipe is awake already) */
+    return true;
+}
+
+/* Counts an answer that no request's completion will count (408 before or
+ * during a request's body). */
+static void count_code(sm_server *s, ep e, int status)
+{
+    int k = NCODES - 1;
+    for (int i = 0; i < NCODES - 1; i++)
+        if (counted_codes[i] == status) k = i;
+    pthread_mutex_lock(&s->mx.mu);
+    s->mx.count[e][k]++;
+    pthread_mutex_unlock(&s->mx.mu);
+}
+
+/* The watchdog: drains the lingering sockets and answers 408 to the
+ * connections whose request is not in by the deadline. */
+static void *watchdog(void *arg)
+{
+    sm_server *s = arg;
+    struct pollfd pf[LINGER_MAX + 1];
+    char sink[64 << 10];   /* discarded input */
+    while (!atomic_load(&s->stopping)) {
+        pthread_mutex_lock(&s->cmu);
+        int n = 0;
+        pf[n++] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+        for (int i = 0; i < s->nlg; i++) pf[n++] = (struct pollfd){.fd = s->lg[i].fd, .events = POLLIN};
+        pthread_mutex_unlock(&s->cmu);
+        (void)poll(pf, (nfds_t)n, WATCHDOG_TICK_MS);
+        char w[64];
+        while (read(s->wake[0], w, sizeof w) > 0) {}
+        pthread_mutex_lock(&s->cmu);
+        for (int i = 0; i < s->nlg;) {
+            drain_sock *l = &s->lg[i];
+            bool done = false;
+            for (int round = 0; round < 16 && !done; round++) {
+                ssize_t got = recv(l->fd, sink, sizeof sink, MSG_DONTWAIT);
+                if (got > 0) {
+                    l->read += (size_t)got;
+                    done = l->read > LINGER_BYTES;
+                } else if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                    done = true;   /* the client closed (or reset): nothing more to wait for */
+                } else {
+                    break;
+                }
+            }
+            if (done || now_s(&l->t0) > LINGER_S) {
+                close(l->fd);
+                *l = s->lg[--s->nlg];
+            } else {
+                i++;
+            }
+        }
+        double limit = (double)s->cfg.request_timeout_s;
+        for (conn *cn = s->conns; cn; cn = cn->next)
+            if (cn->state == CONN_RECEIVING && now_s(&cn->t0) > limit) {
+                char detail[160];
+                snprintf(detail, sizeof detail, "the request did not arrive in full within %d s (headers and body)",
+                         s->cfg.request_timeout_s);
+                if (abort_conn_locked(s, cn, 408, "timeout", detail)) count_code(s, cn->ep, 408);
+            }
+        pthread_mutex_unlock(&s->cmu);
+    }
+    return NULL;
+}
+
+static void conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe)
+{
+    sm_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn *cn = ci ? calloc(1, sizeof *cn) : NULL;
+        *socket_context = cn;
+        if (!cn) return;   /* untracked: only the idle timeout applies to it */
+        cn->fd = ci->connect_fd;
+        clock_gettime(CLOCK_MONOTONIC, &cn->t0);
+        cn->state = CONN_RECEIVING;
+        cn->ep = EP_NOT_FOUND;
+        pthread_mutex_lock(&s->cmu);
+        cn->next = s->conns;
+        if (s->conns) s->conns->prev = cn;
+        s->conns = cn;
+        pthread_mutex_unlock(&s->cmu);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn *cn = *socket_context;
+        if (!cn) return;
+        pthread_mutex_lock(&s->cmu);
+        if (cn->prev) cn->prev->next = cn->next;
+        else s->conns = cn->next;
+        if (cn->next) cn->next->prev = cn->prev;
+        pthread_mutex_unlock(&s->cmu);
+        free(cn);
+        *socket_context = NULL;
+    }
+}
+
+static conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The request on c is in (or answered from its headers): its deadline stops.
+ * False when the watchdog answered it already. */
+static bool conn_busy(sm_server *s, struct MHD_Connection *c, ep e)
+{
+    conn *cn = conn_of(c);
+    if (!cn) return true;
+    pthread_mutex_lock(&s->cmu);
+    bool ok = cn->state != CONN_ABORTED;
+    if (ok) cn->state = CONN_BUSY;
+    cn->ep = e;
+    pthread_mutex_unlock(&s->cmu);
+    return ok;
+}
+
+/* Notes the endpoint of the request arriving on c (for the 408 counts). */
+static void conn_set_ep(sm_server *s, struct MHD_Connection *c, ep e)
+{
+    conn *cn = conn_of(c);
+    if (!cn) return;
+    pthread_mutex_lock(&s->cmu);
+    cn->ep = e;
+    pthread_mutex_unlock(&s->cmu);
 }
 
 /* -------------------------------------------------------------- routing */
@@ -555,17 +786,28 @@ static enum MHD_Result h_search(sm_server *s, struct MHD_Connection *c, req *r, 
     return send_json(c, r, 200, j);
 }
 
-/* Writes the thumbnail beside the gallery under its content hash (best effort). */
-static void save_thumb(sm_server *s, const char *hex, const uint8_t *png, size_t n)
+/* Writes the thumbnail beside the gallery under its content hash (best
+ * effort; under gmu). True when this call created the file (the caller then
+ * removes it if the enroll fails: no thumbnail without its item). */
+static bool save_thumb(sm_server *s, const char *hex, const uint8_t *png, size_t n)
 {
-    if (!s->images_dir || !png) return;
+    if (!s->images_dir || !png) return false;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.png", s->images_dir, hex);
     struct stat sb;
-    if (stat(path, &sb) == 0) return;
+    if (stat(path, &sb) == 0) return false;
     sm_iov part = {png, n};
     sm_err e = {0};
-    (void)sm_file_write_atomic(path, &part, 1, &e);
+    return sm_file_write_atomic(path, &part, 1, &e) == SM_OK;
+}
+
+/* Removes the thumbnail named by a content hash (under gmu). */
+static void drop_thumb(sm_server *s, const char *hex)
+{
+    if (!s->images_dir || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.png", s->images_dir, hex);
+    (void)unlink(path);
 }
 
 static enum MHD_Result h_items_add(sm_server *s, struct MHD_Connection *c, req *r)
@@ -604,14 +846,25 @@ static enum MHD_Result h_items_add(sm_server *s, struct MHD_Connection *c, req *
     int64_t id = 0, added = 0;
     sm_gallery_info info;
     pthread_mutex_lock(&s->gmu);
-    save_thumb(s, hex, png, png_n);
+    bool fresh = save_thumb(s, hex, png, png_n);
     sm_status st = sm_gallery_enroll(s->g, &it, 1, &id, &added, &err);
+    if (st && fresh) drop_thumb(s, hex);
     if (!st) st = sm_gallery_info_get(s->g, &info, &err);
     pthread_mutex_unlock(&s->gmu);
     free(emb);
     free(png);
-    if (st == SM_ERR_ARG) return send_err(c, r, 409, "conflict", "%s", err.msg);
-    if (st) return send_err(c, r, 500, "internal", "%s", err.msg);
+    if (st) {
+        /* gallery.h's SM_ERR_ARG covers the label taken by this image and
+         * argument errors (which the checks above leave impossible here);
+         * only the first is a conflict. */
+        if (st == SM_ERR_ARG && strstr(err.msg, "already enrolled"))
+            return send_err(c, r, 409, "conflict", "%s", err.msg);
+        if (st == SM_ERR_ARG) return send_err(c, r, 400, "bad_request", "%s", err.msg);
+        if (st == SM_ERR_NAN)   /* the model maps this image to zero: nothing to search by */
+            return send_err(c, r, 422, "unusable_image", "%s", err.msg);
+        if (st == SM_ERR_IO) return send_err(c, r, 503, "unavailable", "%s", err.msg);
+        return send_err(c, r, 500, "internal", "%s", err.msg);
+    }
     atomic_store(&s->items, info.count);
     char url[64];
     snprintf(url, sizeof url, "/v1/items/%lld/image", (long long)id);
@@ -668,6 +921,7 @@ static enum MHD_Result h_item(sm_server *s, struct MHD_Connection *c, req *r)
     sm_status st = sm_gallery_get(s->g, r->id, &e, &found, &err);
     if (!st && found && r->ep == EP_ITEM_DELETE) {
         st = sm_gallery_remove(s->g, &r->id, 1, &err);
+        if (!st) drop_thumb(s, e.content);   /* content hashes are unique in a gallery */
         if (!st) st = sm_gallery_info_get(s->g, &info, &err);
     }
     pthread_mutex_unlock(&s->gmu);
@@ -819,6 +1073,46 @@ static enum MHD_Result too_large(sm_server *s, struct MHD_Connection *c, req *r,
     return send_err(c, r, 413, "too_large", "request body %s the limit of %zu bytes", how, s->cfg.max_body);
 }
 
+/* Phase 1: the headers are in. */
+static enum MHD_Result headers_in(sm_server *s, struct MHD_Connection *c, req *r, const char *url, const char *method)
+{
+    const char *allow;
+    r->ep = route(url, method, &r->id, &allow);
+    conn_set_ep(s, c, r->ep);
+    if (allow) return send_405(c, r, allow, method);
+    if (r->ep == EP_NOT_FOUND) return send_err(c, r, 404, "not_found", "no such endpoint: %.200s", url);
+    if (mutating(r->ep) && !authorized(s, c)) {
+        pthread_mutex_lock(&s->mx.mu);
+        s->mx.rejected_early++;
+        pthread_mutex_unlock(&s->mx.mu);
+        return send_err(c, r, 401, "unauthorized", "this endpoint needs the header 'Authorization: Bearer <token>' "
+                                                   "with the server's token");
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if ((errno == ERANGE || (end != cl && !*end && v > s->cfg.max_body))) {
+            pthread_mutex_lock(&s->mx.mu);
+            s->mx.rejected_early++;
+            pthread_mutex_unlock(&s->mx.mu);
+            return too_large(s, c, r, "declared by Content-Length exceeds");
+        }
+    }
+    if (takes_body(r->ep)) {
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
+            r->multipart = true;
+            r->pp = MHD_create_post_processor(c, 64 << 10, form_field, r);
+            if (!r->pp) return send_err(c, r, 400, "bad_request", "malformed multipart Content-Type (no boundary?)");
+        } else if (ct && !strncasecmp(ct, "application/json", 16)) {
+            r->json = true;
+        }
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_n, void **con_cls)
 {
@@ -831,40 +1125,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *con_cls = r;
         clock_gettime(CLOCK_MONOTONIC, &r->t0);
         r->limit = s->cfg.max_body;
-        const char *allow;
-        r->ep = route(url, method, &r->id, &allow);
-        if (allow) return send_405(c, r, allow, method);
-        if (r->ep == EP_NOT_FOUND) return send_err(c, r, 404, "not_found", "no such endpoint: %.200s", url);
-        if (mutating(r->ep) && !authorized(s, c)) {
-            pthread_mutex_lock(&s->mx.mu);
-            s->mx.rejected_early++;
-            pthread_mutex_unlock(&s->mx.mu);
-            return send_err(c, r, 401, "unauthorized", "this endpoint needs the header 'Authorization: Bearer <token>' "
-                                                       "with the server's token");
-        }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if ((errno == ERANGE || (end != cl && !*end && v > s->cfg.max_body))) {
-                pthread_mutex_lock(&s->mx.mu);
-                s->mx.rejected_early++;
-                pthread_mutex_unlock(&s->mx.mu);
-                return too_large(s, c, r, "declared by Content-Length exceeds");
-            }
-        }
-        if (takes_body(r->ep)) {
-            const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-            if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
-                r->multipart = true;
-                r->pp = MHD_create_post_processor(c, 64 << 10, form_field, r);
-                if (!r->pp) return send_err(c, r, 400, "bad_request", "malformed multipart Content-Type (no boundary?)");
-            } else if (ct && !strncasecmp(ct, "application/json", 16)) {
-                r->json = true;
-            }
-        }
-        return MHD_YES;
+        enum MHD_Result ret = headers_in(s, c, r, url, method);
+        if (r->responded && !conn_busy(s, c, r->ep)) return MHD_NO;
+        return ret;
     }
     if (r->responded) {   /* answered already: drop whatever else arrives */
         *upload_n = 0;
@@ -875,13 +1138,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *upload_n = 0;
         if (!takes_body(r->ep)) return MHD_YES;   /* ignored (GET/DELETE bodies) */
         if (n > s->cfg.max_body - r->total) {
-            /* libmicrohttpd takes a response in the middle of a body only from
-             * a suspended connection; it then answers and closes. */
-            r->total = s->cfg.max_body;
-            MHD_suspend_connection(c);
-            enum MHD_Result ret = too_large(s, c, r, "exceeds");
-            MHD_resume_connection(c);
-            return ret;
+            /* MHD refuses a response in the middle of a body: answer on the
+             * socket and close (see "aborting a connection") */
+            conn *cn = conn_of(c);
+            if (cn) {
+                char detail[160];
+                snprintf(detail, sizeof detail, "request body exceeds the limit of %zu bytes", s->cfg.max_body);
+                pthread_mutex_lock(&s->cmu);
+                if (abort_conn_locked(s, cn, 413, "too_large", detail)) r->responded = true, r->status = 413;
+                pthread_mutex_unlock(&s->cmu);
+            }
+            return MHD_NO;
         }
         r->total += n;
         if (r->pp) {
@@ -891,13 +1158,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         return MHD_YES;
     }
-    return dispatch(s, c, r);   /* phase 3 */
+    if (!conn_busy(s, c, r->ep)) return MHD_NO;   /* answered 408 meanwhile */
+    return dispatch(s, c, r);                     /* phase 3 */
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)c, (void)toe;
+    (void)toe;
     sm_server *s = cls;
+    conn *cn = conn_of(c);
+    if (cn) {   /* the next request on this connection starts its clock now */
+        pthread_mutex_lock(&s->cmu);
+        if (cn->state != CONN_ABORTED) {
+            cn->state = CONN_RECEIVING;
+            cn->ep = EP_NOT_FOUND;
+            clock_gettime(CLOCK_MONOTONIC, &cn->t0);
+        }
+        pthread_mutex_unlock(&s->cmu);
+    }
     req *r = *con_cls;
     if (!r) return;
     if (r->responded) {
@@ -929,6 +1207,20 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 static void free_server(sm_server *s)
 {
     if (!s) return;
+    if (s->wd_running) {
+        atomic_store(&s->stopping, true);
+        (void)!write(s->wake[1], "", 1);
+        pthread_join(s->wd, NULL);
+    }
+    for (int i = 0; i < s->nlg; i++) close(s->lg[i].fd);
+    for (conn *cn = s->conns, *next; cn; cn = next) {   /* none once the daemon stopped */
+        next = cn->next;
+        free(cn);
+    }
+    if (s->dead_fd >= 0) close(s->dead_fd);
+    if (s->wake[0] >= 0) close(s->wake[0]);
+    if (s->wake[1] >= 0) close(s->wake[1]);
+    pthread_mutex_destroy(&s->cmu);
     for (int i = 0; i < s->pool.n; i++) sm_model_free(s->pool.m[i]);
     free(s->pool.m);
     free(s->pool.busy);
@@ -955,6 +1247,8 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
     pthread_mutex_init(&s->mx.mu, NULL);
     pthread_mutex_init(&s->pool.mu, NULL);
     pthread_cond_init(&s->pool.cv, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    s->dead_fd = s->wake[0] = s->wake[1] = -1;
     s->cfg = *cfg;
     if (!s->cfg.listen) s->cfg.listen = "127.0.0.1";
     if (s->cfg.threads <= 0) {
@@ -964,6 +1258,8 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
     if (!s->cfg.max_body) s->cfg.max_body = (size_t)16 << 20;
     if (s->cfg.max_conns <= 0) s->cfg.max_conns = 256;
     if (s->cfg.timeout_s <= 0) s->cfg.timeout_s = 10;
+    if (s->cfg.request_timeout_s <= 0) s->cfg.request_timeout_s = 30;
+    if (s->cfg.max_conns_per_ip <= 0) s->cfg.max_conns_per_ip = 64;
     s->started = time(NULL);
     sm_status st = SM_OK;
     if (cfg->token) {
@@ -976,7 +1272,8 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
     /* the address first: a typo should not cost a model load */
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
+    /* poll(), not epoll: abort_conn_locked relies on it */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     if (!st) {
@@ -1026,12 +1323,30 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
             }
         }
     }
+    if (!st) {   /* the watchdog, its wake-up pipe and the dead socket */
+        int sp[2];
+        if (pipe(s->wake) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+            st = sm_fail(err, SM_ERR_IO, "cannot create the watchdog's pipe or socket pair: %s", strerror(errno));
+        } else {
+            close(sp[1]);   /* sp[0] now reads end-of-file */
+            s->dead_fd = sp[0];
+            for (int i = 0; i < 2; i++) {
+                fcntl(s->wake[i], F_SETFL, fcntl(s->wake[i], F_GETFL) | O_NONBLOCK);
+                fcntl(s->wake[i], F_SETFD, FD_CLOEXEC);
+            }
+            if (pthread_create(&s->wd, NULL, watchdog, s) != 0)
+                st = sm_fail(err, SM_ERR_NOMEM, "cannot start the watchdog thread");
+            else s->wd_running = true;
+        }
+    }
     if (!st) {
         s->d = MHD_start_daemon(flags, 0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
                                 (unsigned)s->cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_conns_per_ip,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED,
-                                completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                                completed, s, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s,
+                                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
         if (!s->d)
             st = sm_fail(err, SM_ERR_IO, "cannot listen on %s port %d (in use, or not permitted?)", s->cfg.listen,
                          cfg->port);

@@ -22,17 +22,31 @@
  *   400 malformed (parameters, JSON, multipart, corrupt image), 401 missing or
  *   wrong bearer token on POST/DELETE /v1/items when a token is set, 404, 405
  *   (with Allow), 409 the same image already enrolled under another label,
- *   413 body over max_body (refused from its Content-Length before any byte
- *   is read, or as soon as a streamed body passes the limit), 415 not a PNG
- *   or JPEG, 422 an image whose header exceeds image.h's pixel limits (refused
- *   before any pixel memory is allocated), 500 internal.
+ *   408 the request did not arrive in full within request_timeout_s (slow
+ *   headers or body; the connection is closed), 413 body over max_body
+ *   (refused from its Content-Length before any byte is read, or as soon as
+ *   a streamed body passes the limit; the connection is closed), 415 not a
+ *   PNG or JPEG, 422 an image whose header exceeds image.h's pixel limits
+ *   (refused before any pixel memory is allocated) or that embeds to a zero
+ *   or non-finite vector, 500 internal, 503 the gallery is busy or the disk
+ *   is full (retry later).
  *
  * What it refuses to be: a file server. No part of a request is ever used as
  * a path. Thumbnails of items enrolled over HTTP are PNGs re-encoded from the
  * decoded upload (longest side at most SM_SERVE_THUMB), stored as
  * "<gallery>.images/<content sha256>.png" (names from the gallery's own
  * content hash); items enrolled by the CLI get theirs re-encoded from the
- * source path the gallery stores.
+ * source path the gallery stores. A thumbnail lives exactly as long as its
+ * item: an enroll that fails removes the one it wrote, a delete removes it.
+ *
+ * Slow clients: libmicrohttpd closes a connection idle for timeout_s, but
+ * has no deadline for a whole request, so a client trickling one byte at a
+ * time would keep its connection forever. A watchdog thread tracks every
+ * connection (MHD_OPTION_NOTIFY_CONNECTION) and answers one whose request
+ * is not in by request_timeout_s itself (serve.c, "Aborting a connection");
+ * a body that passes max_body mid-stream is answered the same way, since
+ * libmicrohttpd 0.9.75 does not queue a response in the middle of a body.
+ * At most max_conns connections, max_conns_per_ip from one address.
  *
  * Concurrency: a gallery handle is for one thread at a time (gallery.h), so
  * every gallery call runs under one mutex; an enroll is one SQLite
@@ -61,6 +75,9 @@ typedef struct sm_serve_config {
     size_t max_body;           /* bytes (0: 16 MiB) */
     int max_conns;             /* simultaneous connections (0: 256) */
     int timeout_s;             /* idle connection timeout in seconds (0: 10) */
+    int request_timeout_s;     /* a request's headers and body must arrive within
+                                  this many seconds (0: 30); else 408 and closed */
+    int max_conns_per_ip;      /* simultaneous connections from one address (0: 64) */
 } sm_serve_config;
 
 typedef struct sm_server sm_server;
