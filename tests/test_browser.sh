@@ -2,7 +2,9 @@
 # test_browser.sh - the web page end to end in headless Chromium
 # (tests/e2e/page.mjs: Debian's chromium driven by the npm package
 # playwright-core): upload an image, see its matches, enroll a new item, find
-# it; a screenshot is saved as an artifact in ${SIMILE_ARTIFACTS:-build/artifacts}.
+# it, delete it from the gallery view (a wrong token refused, then the right
+# one); a screenshot (before the delete) is saved as an artifact in
+# ${SIMILE_ARTIFACTS:-build/artifacts}.
 #
 #   SIMILE=build/simile sh tests/test_browser.sh
 #

@@ -1,6 +1,8 @@
 // page.mjs - the web page of 'simile serve' in headless Chromium (Debian's
 // /usr/bin/chromium driven by playwright-core): pick a photo, see the query
-// and its matches with similarity bars, add it as a new item, find it.
+// and its matches with similarity bars, add it as a new item, find it,
+// delete it from the gallery view (refused with a wrong token, done with the
+// right one).
 //
 //   node tests/e2e/page.mjs URL TOKEN QUERY_IMAGE NEW_IMAGE SCREENSHOT.png
 //
@@ -60,6 +62,28 @@ try {
   if (errors.length) throw new Error("JavaScript errors: " + errors.join("; "));
   await page.screenshot({ path: shot, fullPage: true });
   step(`screenshot: ${shot}`);
+
+  // delete it from the gallery view: the page asks first, sends the token
+  const n1 = await page.locator("#gallery .card").count();
+  const del = page.locator("#gallery .card", { has: page.locator(".lab", { hasText: "sneaker-new" }) }).locator("button.del");
+  let asked = "";
+  page.on("dialog", (d) => { asked = d.message(); d.accept(); });
+  await page.fill("#token", "wrong-token");
+  await del.click();
+  await page.waitForFunction(() => /delete failed/.test(document.getElementById("msg").textContent), null, { timeout: 10000 });
+  if ((await page.locator("#gallery .card").count()) !== n1) throw new Error("a delete with a wrong token changed the gallery");
+  step(`delete with a wrong token refused: ${await page.textContent("#msg")}`);
+  await page.fill("#token", token);
+  await del.click();
+  await page.waitForFunction(() => /deleted item/.test(document.getElementById("msg").textContent), null, { timeout: 10000 });
+  await page.waitForFunction((n) => document.querySelectorAll("#gallery .card").length === n, n1 - 1, { timeout: 10000 });
+  if (!/Delete item #\d+ \(sneaker-new\)/.test(asked)) throw new Error(`no confirmation asked (dialog '${asked}')`);
+  const left = await page.locator("#gallery .card .lab", { hasText: "sneaker-new" }).count();
+  const id = (await page.textContent("#msg")).match(/#(\d+)/)[1];
+  const gone = await page.evaluate(async (i) => (await fetch("/v1/items/" + i)).status, id);
+  if (left !== 0 || gone !== 404) throw new Error(`item #${id} still there (cards ${left}, GET ${gone})`);
+  step(`delete after confirmation: ${await page.textContent("#msg")}; ${n1 - 1} cards, GET /v1/items/${id} is 404`);
+  if (errors.length) throw new Error("JavaScript errors: " + errors.join("; "));
 } catch (e) {
   console.log("FAIL " + (e && e.message ? e.message.split("\n")[0] : e));
   process.exitCode = 1;
