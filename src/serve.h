@@ -76,7 +76,11 @@ typedef struct sm_serve_config {
     int max_conns;             /* simultaneous connections (0: 256) */
     int timeout_s;             /* idle connection timeout in seconds (0: 10) */
     int request_timeout_s;     /* a request's headers and body must arrive within
-                                  this many seconds (0: 30); else 408 and closed */
+                                  this many seconds (0: 30); else 408 and closed.
+                                  The clock starts when the connection opens or
+                                  its previous response is sent, so below
+                                  timeout_s an idle keep-alive connection gets
+                                  the 408 (as RFC 9110 15.5.9 allows) */
     int max_conns_per_ip;      /* simultaneous connections from one address (0: 64) */
 } sm_serve_config;
 
