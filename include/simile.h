@@ -26,7 +26,9 @@ typedef enum sm_status {
     SM_ERR_ARG,         /* an argument is out of its documented range */
     SM_ERR_NAN,         /* a loss or value became NaN or infinite */
     SM_ERR_UNSUPPORTED, /* a valid request simile does not implement */
-    SM_ERR_INTERNAL     /* a bug in simile: please report it */
+    SM_ERR_INTERNAL,    /* a bug in simile: please report it */
+    SM_ERR_CONFLICT     /* the request contradicts what is stored (e.g. an image already
+                           enrolled under another label); nothing was changed */
 } sm_status;
 
 /* A caller-owned error slot. Functions that take `sm_err *err` write a one-line

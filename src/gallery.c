@@ -804,7 +804,7 @@ sm_status sm_gallery_enroll(sm_gallery *g, const sm_gallery_item *items, int64_t
                     rid[i] = id;
                     continue;
                 }
-                st = sm_fail(err, SM_ERR_ARG,
+                st = sm_fail(err, SM_ERR_CONFLICT,
                              "%s%s%sis already enrolled as item %lld with label '%s', not '%s' (remove it first; nothing was enrolled)",
                              it->source ? "'" : "", it->source ? it->source : "this image", it->source ? "' " : " ",
                              (long long)id, lab ? lab : "", it->label);

@@ -158,8 +158,8 @@ typedef struct sm_gallery_item {
  * error (remove it first). ids (n, may be NULL) receives each item's id,
  * *added (may be NULL) how many rows were new. The generation is bumped
  * when any row is new. The in-memory index follows.
- * Errors: SM_ERR_ARG (empty label, same image with another label, n < 0,
- * readonly), SM_ERR_NAN (a non-finite or zero embedding), SM_ERR_IO (disk
+ * Errors: SM_ERR_CONFLICT (the same image under another label), SM_ERR_ARG
+ * (empty label, n < 0, readonly), SM_ERR_NAN (a non-finite or zero embedding), SM_ERR_IO (disk
  * full, lock timeout), SM_ERR_NOMEM. */
 sm_status sm_gallery_enroll(sm_gallery *g, const sm_gallery_item *items, int64_t n, int64_t *ids,
                             int64_t *added, sm_err *err);

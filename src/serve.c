@@ -859,10 +859,7 @@ static enum MHD_Result h_items_add(sm_server *s, struct MHD_Connection *c, req *
     free(emb);
     free(png);
     if (st) {
-        /* gallery.h's SM_ERR_ARG covers the label taken by this image and
-         * argument errors (which the checks above leave impossible here);
-         * only the first is a conflict. */
-        if (st == SM_ERR_ARG && strstr(err.msg, "already enrolled"))
+        if (st == SM_ERR_CONFLICT)   /* this image is enrolled under another label */
             return send_err(c, r, 409, "conflict", "%s", err.msg);
         if (st == SM_ERR_ARG) return send_err(c, r, 400, "bad_request", "%s", err.msg);
         if (st == SM_ERR_NAN)   /* the model maps this image to zero: nothing to search by */

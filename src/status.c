@@ -45,6 +45,7 @@ const char *sm_status_str(sm_status s)
     case SM_ERR_NAN: return "non-finite value";
     case SM_ERR_UNSUPPORTED: return "unsupported";
     case SM_ERR_INTERNAL: return "internal error";
+    case SM_ERR_CONFLICT: return "conflict";
     }
     return "unknown status";
 }

@@ -176,7 +176,7 @@ static void test_basic(void)
     sm_gallery_item bad = it[0];
     bad.label = "sneaker";
     sm_gallery_item batch[2] = {it[4], bad};
-    CHECK(sm_gallery_enroll(g, batch, 2, ids2, &added, &err) == SM_ERR_ARG && strstr(err.msg, "already enrolled as item 1"));
+    CHECK(sm_gallery_enroll(g, batch, 2, ids2, &added, &err) == SM_ERR_CONFLICT && strstr(err.msg, "already enrolled as item 1"));
     batch[1] = it[4];
     batch[1].label = "";
     batch[1].content = NULL;
