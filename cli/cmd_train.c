@@ -57,10 +57,11 @@ int cmd_train(int argc, char **argv)
         {"epochs", "N", "epochs (default 5)", NULL},
         {"batch", "B", "batch size (default 128)", NULL},
         {"optim", "NAME", "sgd (default) or adamw", NULL},
-        {"lr", "LR", "base learning rate (sgd 0.1, adamw 0.001)", NULL},
+        {"lr", "LR", "base learning rate (sgd 0.03, adamw 0.001)", NULL},
         {"momentum", "M", "sgd momentum (default 0.9)", NULL},
-        {"nesterov", NULL, "sgd: Nesterov momentum", NULL},
-        {"wd", "WD", "weight decay (sgd 5e-4, adamw 0.01)", NULL},
+        {"nesterov", NULL, "sgd: Nesterov momentum (the default)", NULL},
+        {"no-nesterov", NULL, "sgd: classical momentum instead of Nesterov", NULL},
+        {"wd", "WD", "weight decay (sgd 2e-3, adamw 0.01)", NULL},
         {"sched", "NAME", "cosine (default), step or constant", NULL},
         {"warmup", "STEPS", "linear warm-up steps (default 0)", NULL},
         {"step-size", "STEPS", "step schedule: steps between decays", NULL},
@@ -100,7 +101,11 @@ int cmd_train(int argc, char **argv)
     tc.optim.lr = (float)get_num(o, "lr", tc.optim.lr, 0, 1e3);
     tc.optim.momentum = (float)get_num(o, "momentum", tc.optim.momentum, 0, 0.999999);
     tc.optim.weight_decay = (float)get_num(o, "wd", tc.optim.weight_decay, 0, 10);
-    tc.optim.nesterov = get(o, "nesterov", NULL) != NULL;
+    if (get(o, "nesterov", NULL) && get(o, "no-nesterov", NULL)) die_usage("--nesterov and --no-nesterov contradict");
+    if (get(o, "no-nesterov", NULL) || (!get(o, "nesterov", NULL) && tc.optim.momentum == 0.0f))
+        tc.optim.nesterov = false;   /* Nesterov needs momentum: --momentum 0 alone means plain SGD */
+    else if (get(o, "nesterov", NULL))
+        tc.optim.nesterov = true;
     const char *sn = get(o, "sched", "cosine");
     tc.sched.kind = !strcmp(sn, "cosine") ? SM_SCHED_COSINE : !strcmp(sn, "step") ? SM_SCHED_STEP
                   : !strcmp(sn, "constant") ? SM_SCHED_CONSTANT : (sm_sched_kind)-1;

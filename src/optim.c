@@ -25,8 +25,8 @@ void sm_optim_config_default(sm_optim_config *c, sm_optim_kind kind)
         *c = (sm_optim_config){.kind = kind, .lr = 1e-3f, .weight_decay = 1e-2f, .beta1 = 0.9f,
                                .beta2 = 0.999f, .eps = 1e-8f};
     else
-        *c = (sm_optim_config){.kind = SM_OPTIM_SGD, .lr = 0.1f, .momentum = 0.9f,
-                               .weight_decay = 5e-4f};
+        *c = (sm_optim_config){.kind = SM_OPTIM_SGD, .lr = 0.03f, .momentum = 0.9f, .nesterov = true,
+                               .weight_decay = 2e-3f};
 }
 
 sm_status sm_optim_new(sm_optim **out, const sm_optim_config *cfg, int64_t n, sm_err *err)
