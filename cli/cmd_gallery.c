@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "eval.h"
 #include "gallery.h"
@@ -298,8 +299,27 @@ int cmd_remove(int argc, char **argv)
     }
     sm_err err = {0};
     sm_gallery *g = NULL;
-    if (sm_gallery_open(&g, get(o, "gallery", NULL), NULL, NULL, &err) || sm_gallery_remove(g, ids, nw, &err))
-        die(&err, NULL);
+    const char *gp = get(o, "gallery", NULL);
+    if (sm_gallery_open(&g, gp, NULL, NULL, &err)) die(&err, NULL);
+    /* The service keeps a thumbnail per item in G.images/<content hash>.png:
+     * note the hashes first, unlink them once the removal has committed. */
+    char (*hex)[65] = calloc((size_t)nw, sizeof *hex);
+    if (!hex) die_oom();
+    for (int i = 0; i < nw; i++) {
+        sm_gallery_entry e = {0};
+        bool found = false;
+        if (sm_gallery_get(g, ids[i], &e, &found, &err)) die(&err, NULL);
+        if (found && strlen(e.content) == 64) memcpy(hex[i], e.content, 65);
+        sm_gallery_entry_clear(&e);
+    }
+    if (sm_gallery_remove(g, ids, nw, &err)) die(&err, NULL);
+    for (int i = 0; i < nw; i++) {
+        if (!hex[i][0]) continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s.images/%s.png", gp, hex[i]);
+        (void)unlink(path);   /* usually absent: only the service writes thumbnails */
+    }
+    free(hex);
     sm_gallery_info info;
     if (sm_gallery_info_get(g, &info, &err)) die(&err, NULL);
     fprintf(stderr, "simile remove: removed %d item%s; '%s' holds %lld items\n", nw, nw == 1 ? "" : "s",

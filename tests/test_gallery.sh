@@ -162,8 +162,14 @@ if expect_ok "search --threshold 2"; then
     grep -q "^$BAG1: unknown (best: bag, item 1" "$T/out" && ok "above every similarity: unknown" ||
         bad "threshold" "$(head -c 300 "$T/out")"
 fi
+# the service's thumbnail of item 1 (G.images/<content hash>.png) goes with it
+h1=$("$SIMILE" items --gallery "$G" --json 2>/dev/null | python3 -c 'import json,sys; print([i["content_sha256"] for i in json.load(sys.stdin)["items"] if i["id"] == 1][0])' 2>/dev/null)
+mkdir -p "$G.images" && [ -n "$h1" ] && : >"$G.images/$h1.png" && : >"$G.images/keep.png"
 sim remove --gallery "$G" 1 3
 if expect_ok "remove 1 3"; then
+    [ -n "$h1" ] && [ ! -e "$G.images/$h1.png" ] && [ -e "$G.images/keep.png" ] &&
+        ok "remove: item 1's thumbnail removed, other files kept" || bad "remove: thumbnail" "hash '$h1'; $(ls "$G.images" | head -n 3 | tr '\n' ' ')"
+    rm -rf "$G.images"
     sim search --gallery "$G" --model "$M" "$BAG1" -k 10 --json --threshold none
     if [ "$(count "$G")" = 8 ] && ! grep -qE '"id":(1|3),' "$T/out"; then ok "remove: 8 items left, 1 and 3 not found"
     else bad "remove" "$(head -c 300 "$T/out")"; fi
