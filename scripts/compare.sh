@@ -4,6 +4,7 @@
 # Writes its section of docs/results.md (between the compare:begin/end markers;
 # other sections of the file are kept) and keeps the runs in runs/compare/.
 # usage: sh scripts/compare.sh [epochs] [threads]      (defaults: 5, all cores)
+# Models already trained in runs/compare (all epochs in their log) are reused.
 set -e
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-5}
@@ -38,10 +39,16 @@ run_set() {   # label train-classes eval-classes
     for l in $LOSSES; do
         name=$(echo "$l" | tr ':' '-')
         m="$OUT/$name$1.safetensors"
-        # shellcheck disable=SC2046
-        $S train --data fashion-mnist $(flags "$l") --epochs "$EPOCHS" --threads "$T" --seed 1 $2 \
-            --out "$m" --quiet >&2
-        ips=$(tail -n 1 "$m.log.jsonl" | sed 's/.*"images_per_s": \([0-9.]*\).*/\1/')
+        # a model whose log holds all its epochs is kept (rerunning resumes a
+        # comparison; delete runs/compare to start over)
+        if [ ! -s "$m" ] || [ "$(wc -l <"$m.log.jsonl" 2>/dev/null || echo 0)" -lt "$EPOCHS" ]; then
+            # shellcheck disable=SC2046
+            $S train --data fashion-mnist $(flags "$l") --epochs "$EPOCHS" --threads "$T" --seed 1 $2 \
+                --out "$m" --quiet >&2
+        fi
+        # images/s: the median over the epochs (one epoch slowed by another job does not move it)
+        ips=$(sed 's/.*"images_per_s": \([0-9.]*\).*/\1/' "$m.log.jsonl" | sort -n |
+            awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
         js=$($S eval --model "$m" --data fashion-mnist --json --threads "$T" $3)
         row "$l" "$js" "$ips"
     done
@@ -54,6 +61,8 @@ run_set() {   # label train-classes eval-classes
     echo "Produced by \`sh scripts/compare.sh $EPOCHS\` (\`make compare\`) on $(nproc) cores, $(date -u +%Y-%m-%d)."
     echo "mnist-net (512-d), SGD lr 0.03 Nesterov momentum 0.9 wd 2e-3, batch 128 (pair losses: P x K = 8 x 16),"
     echo "cosine schedule, seed 1, $EPOCHS epochs, every loss with its defaults (\`simile train --help\`)."
+    echo "train img/s: the median over the epochs of the run (runs/compare/LOSS.safetensors.log.jsonl), at the thread count the model"
+    echo "was trained with; models already in runs/compare are reused. ${NOTE:-}"
     echo
     echo "### All ten classes (train split -> test split)"
     echo
