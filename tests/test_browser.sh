@@ -16,6 +16,7 @@
 SIMILE=${SIMILE:-build/simile}
 case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/serve_lib.sh"
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 export CHROMIUM
@@ -68,16 +69,8 @@ done
 QUERY=$(ls "$T"/img/Bag/*.png | head -n 1)
 NEW=$(ls "$T"/img/Sneaker/*.png | head -n 1)
 echo "e2e-token" >"$T/tok"
-"$SIMILE" serve --model "$T/m.safetensors" --gallery "$G" --port 0 --token-file "$T/tok" --threads 2 \
-    >"$T/server.out" 2>"$T/server.err" &
-SPID=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q 'listening on' "$T/server.out" 2>/dev/null; do
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$T/server.out")
+start_server "$T/server.out" "$T/server.err" --model "$T/m.safetensors" --gallery "$G" --port 0 \
+    --token-file "$T/tok" --threads 2
 [ -n "$PORT" ] || { bad "server start" "$(head -c 400 "$T/server.err")"; finish; }
 ART=${SIMILE_ARTIFACTS:-$ROOT/build/artifacts}
 mkdir -p "$ART"

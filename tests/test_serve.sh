@@ -30,6 +30,7 @@ SIMILE=${SIMILE:-build/simile}
 case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/serve_lib.sh"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
@@ -68,16 +69,8 @@ SHOE=$(ls "$T"/img/Sneaker/*.png | head -n 1)
 echo "s3cret-token" >"$T/tok"
 G=$T/g.db
 
-"$SIMILE" serve --model "$T/m.safetensors" --gallery "$G" --port 0 --token-file "$T/tok" --timeout 2 \
-    --threads 4 --max-body 1000000 >"$T/server.out" 2>"$T/server.err" &
-SPID=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q 'listening on' "$T/server.out" 2>/dev/null; do
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$T/server.out")
+start_server "$T/server.out" "$T/server.err" --model "$T/m.safetensors" --gallery "$G" --port 0 \
+    --token-file "$T/tok" --timeout 2 --threads 4 --max-body 1000000
 [ -n "$PORT" ] && ok "server started on port $PORT" ||
     { bad "server start" "$(head -c 400 "$T/server.out" "$T/server.err")"; finish; }
 U=http://127.0.0.1:$PORT
@@ -326,16 +319,8 @@ n=$("$SIMILE" items --gallery "$G" --json 2>/dev/null | sed -n 's/.*"count":\([0
 "$SIMILE" enroll --gallery "$G" --model "$T/m.safetensors" --label coat --threads 1 "$COAT2" >/dev/null 2>"$T/err" ||
     bad "CLI enroll" "$(head -c 300 "$T/err")"
 N1=$((N0 + 1))
-"$SIMILE" serve --model "$T/m.safetensors" --gallery "$G" --port 0 --token-file "$T/tok" --timeout 10 \
-    --request-timeout 2 --max-conns-per-ip 40 --threads 4 --max-body 1000000 >"$T/server2.out" 2>"$T/server2.err" &
-SPID=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q 'listening on' "$T/server2.out" 2>/dev/null; do
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
-PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$T/server2.out")
+start_server "$T/server2.out" "$T/server2.err" --model "$T/m.safetensors" --gallery "$G" --port 0 \
+    --token-file "$T/tok" --timeout 10 --request-timeout 2 --max-conns-per-ip 40 --threads 4 --max-body 1000000
 [ -n "$PORT" ] && ok "second server (--request-timeout 2 --max-conns-per-ip 40) on port $PORT" ||
     { bad "server 2 start" "$(head -c 400 "$T/server2.out" "$T/server2.err")"; finish; }
 U=http://127.0.0.1:$PORT
