@@ -17,3 +17,15 @@ start_server() {
     done
     PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$_out")
 }
+
+# stop_server ERR NAME: SIGTERM to $SPID; passes (the test's ok/bad) when it
+# exits 0 and ERR holds no sanitizer report.
+stop_server() {
+    kill -TERM "$SPID"
+    wait "$SPID"
+    _rc=$?
+    SPID=""
+    if [ "$_rc" = 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$1"; then
+        ok "$2: SIGTERM, exit 0, no sanitizer report"
+    else bad "$2: shutdown" "exit $_rc: $(grep -m 3 -E 'ERROR|runtime error|SUMMARY' "$1")"; fi
+}

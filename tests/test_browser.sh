@@ -83,10 +83,5 @@ rc=$?
 cat "$T/node.out" | sed -n 's/^ok   /ok   browser: /p'
 pass=$((pass + $(grep -c '^ok ' "$T/node.out")))
 [ "$rc" = 0 ] || bad "browser" "exit $rc: $(grep -v '^ok ' "$T/node.out" | head -c 600)"
-kill -TERM "$SPID"
-wait "$SPID"
-src=$?
-SPID=""
-if [ "$src" = 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/server.err"; then ok "server: exit 0, no sanitizer report"
-else bad "server" "exit $src: $(grep -m 3 -E 'ERROR|runtime error|SUMMARY' "$T/server.err")"; fi
+stop_server "$T/server.err" "server"
 finish

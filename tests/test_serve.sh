@@ -300,13 +300,7 @@ req "healthz after" 200 "$U/healthz" && ok "the server still answers /healthz"
 [ "$(items)" = "$N0" ] && ok "the gallery still holds $N0 items after the refusals" || bad "unchanged" "$N0 -> $(items)"
 req "search after" 200 -X POST --data-binary "@$BAG1" "$U/v1/search?k=1" && has '"results":\[{"id":1,' && ok "search still finds item 1"
 
-kill -TERM "$SPID"
-wait "$SPID"
-rc=$?
-SPID=""
-if [ "$rc" = 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/server.err"; then
-    ok "SIGTERM: exit 0, no sanitizer report"
-else bad "shutdown" "exit $rc: $(grep -m 3 -E 'ERROR|runtime error|SUMMARY' "$T/server.err")"; fi
+stop_server "$T/server.err" "server"
 # the gallery on disk agrees (the CLI reads it after the server stopped)
 n=$("$SIMILE" items --gallery "$G" --json 2>/dev/null | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
 [ "$n" = "$N0" ] && ok "simile items reads $N0 items from the gallery file" || bad "gallery file" "count '$n'"
@@ -425,11 +419,5 @@ else
     echo "skip per-address limit and slow requests: python3 not installed"
 fi
 req "healthz 2" 200 "$U/healthz" && has "\"items\":$N1," && ok "the second server answers, the gallery still holds $N1 items"
-kill -TERM "$SPID"
-wait "$SPID"
-rc=$?
-SPID=""
-if [ "$rc" = 0 ] && ! grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/server2.err"; then
-    ok "second server: SIGTERM, exit 0, no sanitizer report"
-else bad "shutdown 2" "exit $rc: $(grep -m 3 -E 'ERROR|runtime error|SUMMARY' "$T/server2.err")"; fi
+stop_server "$T/server2.err" "second server"
 finish
