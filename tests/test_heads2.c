@@ -29,6 +29,7 @@
 
 #include "fixture.h"
 #include "harness.h"
+#include "head_tests.h"
 #include "head.h"
 #include "model.h"
 #include "rng.h"
@@ -45,103 +46,6 @@
 #define FD_H_PAIR 1e-3   /* pair losses: fewer steps cross a hinge (no s: less rounding noise) */
 #define FD_TOL 5e-3
 #define PLANT 2e-5      /* distance of a planted kink from its switch: every FD step crosses it */
-
-static fx_file *fx;
-static sm_rng rng;
-
-/* ------------------------------------------------------------- helpers (as in test_heads.c) */
-
-static void *xcalloc(int64_t n, size_t size)
-{
-    void *p = calloc((size_t)(n > 0 ? n : 1), size);
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
-    return p;
-}
-
-/* Fixture tensor "<cs>/<t>" with `want` elements (-1: any); a missing or misshapen one is a
- * failed check and NULL. */
-static const float *get(const char *cs, const char *t, int64_t want)
-{
-    char name[128];
-    int64_t n;
-    snprintf(name, sizeof name, "%s/%s", cs, t);
-    const float *p = fx_get(fx, name, &n);
-    CHECKF(p != NULL && (want < 0 || n == want), "fixture tensor '%s' missing or not %lld floats",
-           name, (long long)want);
-    return p && (want < 0 || n == want) ? p : NULL;
-}
-
-static int has_case(const char *cs)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s/cfg", cs);
-    return fx_get(fx, name, NULL) != NULL;
-}
-
-/* th_close with the floor at 5 % of the reference's largest element. */
-static double cmp(const char *cs, const char *what, const float *got, const float *ref,
-                  int64_t n, double tol)
-{
-    char label[128];
-    double mx = 0.0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)ref[i]));
-    snprintf(label, sizeof label, "%s %s", cs, what);
-    return th_close(label, got, ref, (long)n, tol, fmax(0.05 * mx, 1e-30));
-}
-
-static double cmp_scalar(const char *cs, const char *what, double got, double want, double tol)
-{
-    double rel = fabs(got - want) / fmax(fabs(want), 1e-30);
-    int ok = rel <= tol;   /* false for NaN */
-    if (ok) th_passed++; else th_failed++;
-    printf("%s %s %-*s max rel err %.3g", ok ? "ok  " : "FAIL", cs, 39 - (int)strlen(cs), what, rel);
-    if (ok) printf("\n");
-    else printf(": got %.10g want %.10g (tol %.3g)\n", got, want, tol);
-    return rel;
-}
-
-/* The model "input D 1 1 / flatten": the embedding is the input. */
-static sm_model *head_model(const sm_head_config *hc, int64_t d, int64_t c)
-{
-    char spec[64];
-    sm_err err = {0};
-    sm_model *m = NULL;
-    snprintf(spec, sizeof spec, "input %lld 1 1\nflatten\n", (long long)d);
-    sm_status st = sm_model_new(&m, spec, hc, c, 1, &err);
-    CHECKF(st == SM_OK && sm_model_dim(m) == d, "%s", err.msg);
-    if (st) return NULL;
-    return m;
-}
-
-static int tensor_id(sm_model *m, const char *name, int64_t numel)
-{
-    sm_tensor_info ti;
-    for (int i = 0; i < sm_model_ntensors(m); i++)
-        if (sm_model_tensor(m, i, &ti) == SM_OK && strcmp(ti.name, name) == 0) {
-            CHECKF(ti.trainable && ti.numel == numel, "tensor %s: %lld floats, want %lld", name,
-                   (long long)ti.numel, (long long)numel);
-            return ti.trainable && ti.numel == numel ? i : -1;
-        }
-    CHECKF(0, "the model has no tensor '%s'", name);
-    return -1;
-}
-
-static float *tensor_data(sm_model *m, int id)
-{
-    sm_tensor_info ti;
-    sm_model_tensor(m, id, &ti);
-    return ti.data;
-}
-
-static float *tensor_grad(sm_model *m, int id)
-{
-    return sm_model_grads(m) + (tensor_data(m, id) - sm_model_params(m));
-}
-
-static void zero_grads(sm_model *m)
-{
-    memset(sm_model_grads(m), 0, sizeof(float) * (size_t)sm_model_nparams(m));
-}
 
 static bool is_pair(sm_head_kind k)
 {
