@@ -10,64 +10,9 @@
 # 20 images per split and 2 training steps of a 8-d net: seconds, even under
 # ASan. POSIX sh; closes with "N passed, N failed", exit 1 on any failure.
 
-SIMILE=${SIMILE:-build/simile}
-case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" = 0 ]
-    exit
-}
-
-if [ ! -x "$SIMILE" ]; then
-    bad "setup" "no executable '$SIMILE' (make build/simile, or set SIMILE)"
-    finish
-fi
-if [ ! -r "$FMNIST/t10k-images-idx3-ubyte.gz" ]; then
-    bad "setup" "no Fashion-MNIST in '$FMNIST' (apt-get install dataset-fashion-mnist)"
-    finish
-fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/simile-export.XXXXXX") || { bad "setup" "mktemp -d failed"; finish; }
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-
-# sim ARGS...: runs simile; stdout in $T/out, stderr in $T/err, status in $rc.
-sim() { "$SIMILE" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-first_err() { head -n 1 "$T/err"; }
-crash() {
-    if [ "$rc" -ge 128 ]; then why="exit $rc (killed by a signal); stderr: $(head -c 300 "$T/err")"; return 0; fi
-    if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err"; then
-        why="sanitizer report: $(grep -m 1 -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err")"
-        return 0
-    fi
-    return 1
-}
-expect_ok() {
-    if crash; then bad "$1" "$why"; return 1; fi
-    if [ "$rc" != 0 ]; then bad "$1" "exit $rc: $(first_err)"; return 1; fi
-    ok "$1"
-}
-# expect_err NAME CODES REGEX: failed with status CODES (case pattern), one
-# "simile..." line on stderr matching REGEX (+ at most a "hint:" line).
-expect_err() {
-    if crash; then bad "$1" "$why"; return; fi
-    case $rc in
-        $2) ;;
-        *) bad "$1" "exit $rc, expected $2 (stderr: $(first_err))"; return ;;
-    esac
-    l1=$(first_err)
-    case $l1 in simile*) ;; *) bad "$1" "stderr does not start with 'simile': '$l1'"; return ;; esac
-    if [ "$(grep -vc '^hint:' "$T/err")" != 1 ]; then bad "$1" "more than one error line: $(tr '\n' '|' <"$T/err")"; return; fi
-    if ! printf '%s\n' "$l1" | grep -qiE -- "$3"; then bad "$1" "message '$l1' does not match /$3/"; return; fi
-    ok "$1"
-}
+. "$(dirname "$0")/lib.sh"
+need_data t10k-images-idx3-ubyte.gz
+make_tmp export
 count_png() { find "$1" -name '*.png' | wc -l | tr -d ' '; }
 
 TRAIN="--epochs 1 --max-steps 2 --batch 8 --dim 8 --threads 1 --quiet"
@@ -102,12 +47,12 @@ if expect_ok "export-images fashion-mnist (both splits)"; then
     else bad "split layout" "$(count_png "$T/split/train") train, $(count_png "$T/split/test") test"; fi
 fi
 sim train --data "$T/split" $TRAIN --out "$T/m2.safetensors"
-expect_ok "train on the split tree"
+expect_ok "train on the split tree" && ok "train on the split tree"
 sim eval --model "$T/m2.safetensors" --data "$T/split" --json --threads 1
 expect_ok "eval on the split tree" && grep -q '"n_test": 20, "n_train": 20' "$T/out" && ok "eval --json counts"
 # a model trained on IDX data evaluates the exported files with the same labels
 sim eval --model "$T/m2.safetensors" --data "$T/flat" --threads 1
-expect_ok "eval of the split-tree model on the flat export"
+expect_ok "eval of the split-tree model on the flat export" && ok "eval of the split-tree model on the flat export"
 
 # ------------------------------------------------------- 3. a CSV manifest
 {
@@ -118,7 +63,7 @@ expect_ok "eval of the split-tree model on the flat export"
     done
 } >"$T/m.csv"
 sim train --data "$T/m.csv" $TRAIN --out "$T/m3.safetensors"
-expect_ok "train on a CSV manifest"
+expect_ok "train on a CSV manifest" && ok "train on a CSV manifest"
 printf 'path,label\nflat/Bag/18.png,Bag\nflat/Bag/18.png\n' >"$T/bad.csv"
 sim train --data "$T/bad.csv" $TRAIN --out "$T/m4.safetensors"
 expect_err "CSV with a bad line" 1 "bad.csv' line 3"

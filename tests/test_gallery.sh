@@ -17,65 +17,9 @@
 # passes SQLite's integrity check and searches correctly. POSIX sh (dash);
 # closes with "N passed, N failed" and exits 1 on any failure.
 
-SIMILE=${SIMILE:-build/simile}
-case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" = 0 ]
-    exit
-}
-
-if [ ! -x "$SIMILE" ]; then
-    bad "setup" "no executable '$SIMILE' (make build/simile, or set SIMILE)"
-    finish
-fi
-if [ ! -r "$FMNIST/t10k-images-idx3-ubyte.gz" ]; then
-    bad "setup" "no Fashion-MNIST in '$FMNIST' (apt-get install dataset-fashion-mnist)"
-    finish
-fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/simile-gallery.XXXXXX") || { bad "setup" "mktemp -d failed"; finish; }
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-
-# ------------------------------------------------------------------ helpers
-sim() { "$SIMILE" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-first_err() { head -n 1 "$T/err"; }
-crash() {
-    if [ "$rc" -ge 128 ]; then why="exit $rc (killed by a signal); stderr: $(head -c 300 "$T/err")"; return 0; fi
-    if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err"; then
-        why="sanitizer report: $(grep -m 1 -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err")"
-        return 0
-    fi
-    return 1
-}
-expect_ok() {
-    if crash; then bad "$1" "$why"; return 1; fi
-    if [ "$rc" != 0 ]; then bad "$1" "exit $rc: $(first_err)"; return 1; fi
-    return 0
-}
-# expect_err NAME CODES REGEX: failed with a status in CODES, nothing on stdout,
-# one "simile..." line matching REGEX on stderr, then at most one "hint:" line.
-expect_err() {
-    if crash; then bad "$1" "$why"; return 1; fi
-    case $rc in
-        $2) ;;
-        *) bad "$1" "exit $rc, expected $2 (stderr: $(first_err))"; return 1 ;;
-    esac
-    l1=$(first_err)
-    case $l1 in simile*) ;; *) bad "$1" "stderr does not start with 'simile': '$l1'"; return 1 ;; esac
-    if [ "$(grep -vc '^hint:' "$T/err")" != 1 ]; then bad "$1" "more than one error line: $(tr '\n' '|' <"$T/err")"; return 1; fi
-    if ! printf '%s\n' "$l1" | grep -qiE -- "$3"; then bad "$1" "message '$l1' does not match /$3/"; return 1; fi
-    if [ -s "$T/out" ]; then bad "$1" "wrote to stdout on failure: $(head -c 200 "$T/out")"; return 1; fi
-    return 0
-}
+. "$(dirname "$0")/lib.sh"
+need_data t10k-images-idx3-ubyte.gz
+make_tmp gallery
 sum() { if [ -f "$1" ]; then sha256sum "$1" | cut -d' ' -f1; else echo missing; fi; }
 # untouched NAME FILE BEFORE: the file's checksum is still BEFORE
 untouched() {

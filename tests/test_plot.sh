@@ -13,72 +13,11 @@
 # or unknown output) must end in one "simile plot ...:" line (+ an optional
 # "hint:") and a non-zero exit. POSIX sh; closes with "N passed, N failed".
 
-SIMILE=${SIMILE:-build/simile}
-case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
+. "$(dirname "$0")/lib.sh"
 CHECK=$(dirname "$SIMILE")/tests/test_plot
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" = 0 ]
-    exit
-}
-
-[ -x "$SIMILE" ] || { bad "setup" "no executable '$SIMILE'"; finish; }
+need_data train-images-idx3-ubyte.gz
 [ -x "$CHECK" ] || { bad "setup" "no PNG checker '$CHECK' (make $(dirname "$SIMILE")/tests/test_plot)"; finish; }
-[ -r "$FMNIST/train-images-idx3-ubyte.gz" ] || { bad "setup" "no Fashion-MNIST in '$FMNIST'"; finish; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/simile-plot.XXXXXX") || { bad "setup" "mktemp -d failed"; finish; }
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-
-# ------------------------------------------------------------------ helpers
-sim() { "$SIMILE" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-first_err() { head -n 1 "$T/err"; }
-crash() {
-    if [ "$rc" -ge 128 ]; then why="exit $rc (killed by a signal); stderr: $(head -c 300 "$T/err")"; return 0; fi
-    if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err"; then
-        why="sanitizer report: $(grep -m 1 -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/err")"
-        return 0
-    fi
-    return 1
-}
-expect_ok() {
-    if crash; then bad "$1" "$why"; return 1; fi
-    if [ "$rc" != 0 ]; then bad "$1" "exit $rc: $(first_err)"; return 1; fi
-    return 0
-}
-# expect_err NAME CODES REGEX: failed with a status matching CODES, nothing on
-# stdout, one "simile..." line matching REGEX, at most one "hint:" line.
-expect_err() {
-    if crash; then bad "$1" "$why"; return; fi
-    case $rc in
-        $2) ;;
-        *) bad "$1" "exit $rc, expected $2 (stderr: $(first_err))"; return ;;
-    esac
-    lines=$(wc -l <"$T/err")
-    l1=$(first_err)
-    l2=$(sed -n 2p "$T/err")
-    case $l1 in simile*) ;; *) bad "$1" "stderr does not start with 'simile': '$l1'"; return ;; esac
-    if [ "$lines" -gt 2 ] || { [ "$lines" = 2 ] && case $l2 in hint:*) false ;; *) true ;; esac; }; then
-        bad "$1" "stderr has $lines lines: $(head -n 3 "$T/err" | tr '\n' '|')"
-        return
-    fi
-    if ! printf '%s\n' "$l1" | grep -qiE -- "$3"; then bad "$1" "message '$l1' does not match /$3/"; return; fi
-    if [ -s "$T/out" ]; then bad "$1" "wrote to stdout on failure: $(head -c 200 "$T/out")"; return; fi
-    ok "$1"
-}
-u8() { printf '\\%03o' "$1"; }
-cut_idx() {
-    gunzip -c "$1" | head -c 4 >"$2" &&
-        printf "\\000\\000$(u8 $(($3 / 256)))$(u8 $(($3 % 256)))" >>"$2" &&
-        gunzip -c "$1" | head -c $(($4 + $3 * $5)) | tail -c +9 >>"$2"
-}
+make_tmp plot
 # png NAME FILE W H MINCOLORS: the PNG is W x H ("" = as simile printed it),
 # has ink, and at least MINCOLORS of the ten class colours.
 png() {
