@@ -13,26 +13,13 @@
 # (a ~80 MB download, ~300 MB installed); 'SIMILE_E2E=1 sh scripts/deps.sh'
 # installs it. POSIX sh; closes with "N passed, N failed".
 
-SIMILE=${SIMILE:-build/simile}
-case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/lib.sh"
 . "$ROOT/tests/serve_lib.sh"
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 export CHROMIUM
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export NODE_PATH="${NODE_PATH:+$NODE_PATH:}$ROOT/tests/e2e/node_modules:/usr/local/share/simile/node_modules"
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" = 0 ]
-    exit
-}
 skip() {
     echo "skipped: $1"
     finish

@@ -26,27 +26,11 @@
 # connections need python3 (skipped, with a message, without it).
 # POSIX sh; closes with "N passed, N failed" and exits 1 on any failure.
 
-SIMILE=${SIMILE:-build/simile}
-case $SIMILE in /*) ;; *) SIMILE=$PWD/$SIMILE ;; esac
-FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/lib.sh"
 . "$ROOT/tests/serve_lib.sh"
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; }
-finish() {
-    echo "$pass passed, $fail failed"
-    [ "$fail" = 0 ]
-    exit
-}
-
-[ -x "$SIMILE" ] || { bad "setup" "no executable '$SIMILE' (make build/simile, or set SIMILE)"; finish; }
+need_data t10k-images-idx3-ubyte.gz
 command -v curl >/dev/null 2>&1 || { bad "setup" "curl not found (apt-get install curl; scripts/deps.sh installs it)"; finish; }
-[ -r "$FMNIST/t10k-images-idx3-ubyte.gz" ] || { bad "setup" "no Fashion-MNIST in '$FMNIST'"; finish; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/simile-serve.XXXXXX") || { bad "setup" "mktemp -d failed"; finish; }
 SPID=""
 cleanup() {
