@@ -4,7 +4,8 @@
 # Writes its section of docs/results.md (between the compare:begin/end markers;
 # other sections of the file are kept) and keeps the runs in runs/compare/.
 # usage: sh scripts/compare.sh [epochs] [threads]      (defaults: 5, all cores)
-# Models already trained in runs/compare (all epochs in their log) are reused.
+# Models already trained in runs/compare (all epochs in their log) are reused,
+# and so are their evaluations (runs/compare/LOSS.safetensors.eval.json).
 set -e
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-5}
@@ -49,7 +50,13 @@ run_set() {   # label train-classes eval-classes
         # images/s: the median over the epochs (one epoch slowed by another job does not move it)
         ips=$(sed 's/.*"images_per_s": \([0-9.]*\).*/\1/' "$m.log.jsonl" | sort -n |
             awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
-        js=$($S eval --model "$m" --data fashion-mnist --json --threads "$T" $3)
+        # the evaluation is kept beside the model (reused while newer than it)
+        if [ -s "$m.eval.json" ] && [ "$m.eval.json" -nt "$m" ]; then
+            js=$(cat "$m.eval.json")
+        else
+            js=$($S eval --model "$m" --data fashion-mnist --json --threads "$T" $3)
+            printf '%s\n' "$js" >"$m.eval.json"
+        fi
         row "$l" "$js" "$ips"
     done
 }
