@@ -123,4 +123,12 @@ static inline const float *fx_get(const fx_file *fx, const char *name, int64_t *
         *count = t ? t->count : 0;
     return t ? t->data : NULL;
 }
+/* Whether the fixture holds case `cs` (its tensor "<cs>/cfg"). */
+static inline int fx_has_case(fx_file *fx, const char *cs)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s/cfg", cs);
+    return fx_get(fx, name, NULL) != NULL;
+}
+
 #endif

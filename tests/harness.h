@@ -40,6 +40,19 @@ static inline double th_close(const char *what, const float *got, const float *r
     return worst;
 }
 
+/* th_close of case `cs`, check `what`, with the floor at 5 % of the reference's largest
+ * element: relative error for the elements that matter, absolute (in units of the largest)
+ * for those near zero. */
+static inline double th_close_case(const char *cs, const char *what, const float *got, const float *ref,
+                                   long n, double tol)
+{
+    char label[256];
+    double mx = 0.0;
+    for (long i = 0; i < n; i++) mx = fmax(mx, fabs((double)ref[i]));
+    snprintf(label, sizeof label, "%s %s", cs, what);
+    return th_close(label, got, ref, n, tol, fmax(0.05 * mx, 1e-30));
+}
+
 static inline int th_done(void)
 {
     printf("%d passed, %d failed\n", th_passed, th_failed);

@@ -1,8 +1,8 @@
 /* head_tests.h - helpers shared by test_heads.c and test_heads2.c (the head and pair-loss
  * tests against PyTorch fixtures): the fixture handle and RNG of the test program, fixture
- * lookups that count a missing tensor as a failed check, th_close with a floor relative to
- * the reference, a model whose backbone is just `flatten` (the head sees the input as its
- * embedding), and access to a named tensor's data and gradient. Include after harness.h. */
+ * lookups that count a missing tensor as a failed check, a scalar comparison, a model whose
+ * backbone is just `flatten` (the head sees the input as its embedding), and access to a
+ * named tensor's data and gradient. Include after harness.h. */
 #ifndef SM_HEAD_TESTS_H
 #define SM_HEAD_TESTS_H
 #include <math.h>
@@ -38,25 +38,6 @@ static inline const float *get(const char *cs, const char *t, int64_t want)
     CHECKF(p != NULL && (want < 0 || n == want), "fixture tensor '%s' missing or not %lld floats",
            name, (long long)want);
     return p && (want < 0 || n == want) ? p : NULL;
-}
-
-static inline int has_case(const char *cs)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s/cfg", cs);
-    return fx_get(fx, name, NULL) != NULL;
-}
-
-/* th_close with the floor at 5 % of the reference's largest element: relative error for the
- * elements that matter, absolute (in units of the largest) for those near zero. */
-static inline double cmp(const char *cs, const char *what, const float *got, const float *ref,
-                  int64_t n, double tol)
-{
-    char label[256];
-    double mx = 0.0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)ref[i]));
-    snprintf(label, sizeof label, "%s %s", cs, what);
-    return th_close(label, got, ref, (long)n, tol, fmax(0.05 * mx, 1e-30));
 }
 
 static inline double cmp_scalar(const char *cs, const char *what, double got, double want, double tol)

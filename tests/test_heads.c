@@ -46,7 +46,7 @@ static void fixture_heads(void)
     for (int i = 0; ; i++) {
         char cs[64];
         snprintf(cs, sizeof cs, "head%d", i);
-        if (!has_case(cs)) break;
+        if (!fx_has_case(fx, cs)) break;
         const float *cfg = get(cs, "cfg", 7);
         if (!cfg) continue;
         sm_head_config hc = {.kind = (sm_head_kind)cfg[0], .scale = cfg[4], .margin = cfg[5],
@@ -92,9 +92,9 @@ static void fixture_heads(void)
         CHECKF(sm_model_train_step(m, emb, labels, n, 0, &loss, &correct, &err) == SM_OK, "%s", err.msg);
         cmp_scalar(cs, "loss", loss, loss_ref[0], TOL);
         sm_head *h = m->head;
-        cmp(cs, softmax ? "logits" : "cos", h->cos, cosr, n * c, TOL);
-        cmp(cs, "dL/dW (model step)", tensor_grad(m, wid), dw_ref, c * d, TOL);
-        if (softmax) cmp(cs, "dL/db (model step)", tensor_grad(m, bid), db_ref, c, TOL);
+        th_close_case(cs, softmax ? "logits" : "cos", h->cos, cosr, n * c, TOL);
+        th_close_case(cs, "dL/dW (model step)", tensor_grad(m, wid), dw_ref, c * d, TOL);
+        if (softmax) th_close_case(cs, "dL/db (model step)", tensor_grad(m, bid), db_ref, c, TOL);
         CHECKF(correct == want_correct, "%s: %lld correct, want %lld", cs, (long long)correct,
                (long long)want_correct);
 
@@ -104,16 +104,16 @@ static void fixture_heads(void)
         zero_grads(m);
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb);
-        cmp(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
-        cmp(cs, "dL/dW (head)", tensor_grad(m, wid), dw_ref, c * d, TOL);
+        th_close_case(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
+        th_close_case(cs, "dL/dW (head)", tensor_grad(m, wid), dw_ref, c * d, TOL);
         memcpy(dw1, tensor_grad(m, wid), sizeof(float) * (size_t)(c * d));
         memcpy(demb2, demb, sizeof(float) * (size_t)(n * d));
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb2);
         for (int64_t k = 0; k < n * d; k++) twice[k] = 2.0f * demb[k];
-        cmp(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
+        th_close_case(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
         for (int64_t k = 0; k < c * d; k++) twice[k] = 2.0f * dw1[k];
-        cmp(cs, "accumulate dL/dW", tensor_grad(m, wid), twice, c * d, 1e-6);
+        th_close_case(cs, "accumulate dL/dW", tensor_grad(m, wid), twice, c * d, 1e-6);
 
         /* predictions: the argmax of cos (margin heads) or of the logits */
         CHECKF(sm_model_predict(m, emb, n, pred, &err) == SM_OK, "%s", err.msg);
@@ -299,7 +299,7 @@ static void fixture_optim(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "optim%d", i);
-        if (!has_case(cs)) break;
+        if (!fx_has_case(fx, cs)) break;
         const float *cfg = get(cs, "cfg", 10);
         if (!cfg) continue;
         int64_t n = (int64_t)cfg[1], steps = (int64_t)cfg[2];
@@ -321,7 +321,7 @@ static void fixture_optim(void)
                      oc.kind == SM_OPTIM_ADAMW ? "" : oc.nesterov ? " nesterov" : oc.momentum > 0 ? " momentum" : " plain");
             snprintf(what, sizeof what, "params after step %lld", (long long)k + 1);
             sm_optim_step(o, p, g + k * n, oc.lr);
-            cmp(label, what, p, ref + k * n, n, TOL_OPT);
+            th_close_case(label, what, p, ref + k * n, n, TOL_OPT);
         }
         CHECK(sm_optim_steps(o) == steps);
         free(p);
@@ -336,7 +336,7 @@ static void fixture_sched(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "sched%d", i);
-        if (!has_case(cs)) break;
+        if (!fx_has_case(fx, cs)) break;
         const float *cfg = get(cs, "cfg", 5);
         if (!cfg) continue;
         int64_t total = (int64_t)cfg[2];

@@ -102,7 +102,7 @@ static void fixture_heads(void)
     for (int i = 0; ; i++) {
         char fxn[16], cs[96];
         snprintf(fxn, sizeof fxn, "hd%d", i);
-        if (!has_case(fxn)) break;
+        if (!fx_has_case(fx, fxn)) break;
         const float *cfg = get(fxn, "cfg", 12);
         sm_head_config hc;
         if (!cfg || !head_config(cfg, &hc)) { CHECKF(0, "%s: bad cfg", fxn); continue; }
@@ -171,9 +171,9 @@ static void fixture_heads(void)
         double loss = NAN;
         CHECKF(sm_model_train_step(m, emb, labels, n, 0, &loss, NULL, &err) == SM_OK, "%s", err.msg);
         cmp_scalar(cs, "loss", loss, loss_ref[0], TOL);
-        cmp(cs, bias ? "logits" : "cos", h->cos, cosr, n * c, TOL);
-        cmp(cs, "dL/dW (model step)", tensor_grad(m, wid), dw_ref, R * d, TOL);
-        if (bias) cmp(cs, "dL/db (model step)", tensor_grad(m, bid), db_ref, c, TOL);
+        th_close_case(cs, bias ? "logits" : "cos", h->cos, cosr, n * c, TOL);
+        th_close_case(cs, "dL/dW (model step)", tensor_grad(m, wid), dw_ref, R * d, TOL);
+        if (bias) th_close_case(cs, "dL/db (model step)", tensor_grad(m, bid), db_ref, c, TOL);
         float snew = h->cfg.scale;
         if (hc.kind == SM_HEAD_ADACOS) {
             const float *sref = get(fxn, "snew", 1);
@@ -205,11 +205,11 @@ static void fixture_heads(void)
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb);
         cmp_scalar(cs, "loss (head, eval mode)", h->loss, loss_ref[0], TOL);
-        cmp(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
-        cmp(cs, "dL/dW (head)", tensor_grad(m, wid), dw_ref, R * d, TOL);
+        th_close_case(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
+        th_close_case(cs, "dL/dW (head)", tensor_grad(m, wid), dw_ref, R * d, TOL);
         if (hc.kind == SM_HEAD_ASOFTMAX) {
             const float *gy = get(fxn, "gy", n);
-            if (gy) cmp(cs, "target logit / |x|", h->gy, gy, n, TOL);
+            if (gy) th_close_case(cs, "target logit / |x|", h->gy, gy, n, TOL);
             CHECKF(h->iter == 0, "%s: an eval-mode forward advanced lambda's iteration", cs);
         }
         if (hc.kind == SM_HEAD_COMBINED || hc.kind == SM_HEAD_SPHEREFACE || hc.kind == SM_HEAD_SUBCENTER) {
@@ -219,7 +219,7 @@ static void fixture_heads(void)
                 double dphi;
                 got[k] = (float)sm_head_phi(&h->cfg, cosr[k * c + labels[k]], &dphi);
             }
-            if (phi) cmp(cs, "phi(cos target) (sm_head_phi)", got, phi, n, TOL);
+            if (phi) th_close_case(cs, "phi(cos target) (sm_head_phi)", got, phi, n, TOL);
             free(got);
         }
         memcpy(dw1, tensor_grad(m, wid), sizeof(float) * (size_t)(R * d));
@@ -227,9 +227,9 @@ static void fixture_heads(void)
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb2);
         for (int64_t k = 0; k < n * d; k++) twice[k] = 2.0f * demb[k];
-        cmp(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
+        th_close_case(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
         for (int64_t k = 0; k < R * d; k++) twice[k] = 2.0f * dw1[k];
-        cmp(cs, "accumulate dL/dW", tensor_grad(m, wid), twice, R * d, 1e-6);
+        th_close_case(cs, "accumulate dL/dW", tensor_grad(m, wid), twice, R * d, 1e-6);
         if (adacos) {   /* only training steps move the scale */
             int32_t *pred = xcalloc(n, sizeof *pred);
             CHECK(sm_model_predict(m, emb, n, pred, &err) == SM_OK);
@@ -252,7 +252,7 @@ static void fixture_pairs(void)
     for (int i = 0; ; i++) {
         char fxn[16], cs[96];
         snprintf(fxn, sizeof fxn, "pl%d", i);
-        if (!has_case(fxn)) break;
+        if (!fx_has_case(fx, fxn)) break;
         const float *cfg = get(fxn, "cfg", 11);
         sm_head_config hc;
         const char *name = cfg ? sm_head_name((sm_head_kind)cfg[0]) : NULL;
@@ -289,17 +289,17 @@ static void fixture_pairs(void)
         sm_head *h = m->head;
         float *got = xcalloc(n * n, sizeof *got);
         for (int64_t k = 0; k < n * n; k++) got[k] = (float)h->pair[k];
-        cmp(cs, hc.kind == SM_HEAD_MULTISIM ? "similarities" : "distances", got, mat, n * n, TOL);
+        th_close_case(cs, hc.kind == SM_HEAD_MULTISIM ? "similarities" : "distances", got, mat, n * n, TOL);
         float *demb = xcalloc(n * d, sizeof *demb), *demb2 = xcalloc(n * d, sizeof *demb2);
         float *twice = xcalloc(n * d, sizeof *twice);
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb);
-        cmp(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
+        th_close_case(cs, "dL/demb (head)", demb, demb_ref, n * d, TOL);
         memcpy(demb2, demb, sizeof(float) * (size_t)(n * d));
         h->ops->forward(h, m, emb, labels, n, NULL);
         h->ops->backward(h, m, emb, labels, n, demb2);
         for (int64_t k = 0; k < n * d; k++) twice[k] = 2.0f * demb[k];
-        cmp(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
+        th_close_case(cs, "accumulate dL/demb", demb2, twice, n * d, 1e-6);
         free(labels); free(got); free(demb); free(demb2); free(twice);
         sm_model_free(m);
     }
@@ -628,7 +628,7 @@ static void fd_heads(void)
         if (hc.kind == SM_HEAD_ADACOS) {   /* the step's dW is the frozen-s gradient */
             char label[96];
             snprintf(label, sizeof label, "adacos step dL/dW vs eval at s_new=%.4g", (double)h->cfg.scale);
-            cmp("fd", label, sm_model_grad(m, h->w), gw, R * D, 1e-6);
+            th_close_case("fd", label, sm_model_grad(m, h->w), gw, R * D, 1e-6);
         }
         memcpy(gw, sm_model_grad(m, h->w), sizeof(float) * (size_t)(R * D));
         if (b) memcpy(gb, sm_model_grad(m, h->b), sizeof gb);

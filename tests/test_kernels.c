@@ -61,25 +61,6 @@ static const float *get(const char *cs, const char *t, int64_t *n)
     return p;
 }
 
-static int has_case(const char *cs)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s/cfg", cs);
-    return fx_get(fx, name, NULL) != NULL;
-}
-
-/* th_close with a floor scaled to the reference: relative where |ref| is
- * within 5 % of the largest element, absolute (in units of it) below. */
-static double cmp(const char *cs, const char *what, const float *got, const float *ref,
-                  int64_t n, double tol)
-{
-    char label[128];
-    double mx = 0.0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)ref[i]));
-    snprintf(label, sizeof label, "%s %s", cs, what);
-    return th_close(label, got, ref, (long)n, tol, fmax(0.05 * mx, 1e-30));
-}
-
 #define TOL 1e-5
 
 /* ------------------------------------------------------------- (a) fixtures */
@@ -89,7 +70,7 @@ static void fixture_conv(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "conv%d", i);
-        if (!has_case(cs))
+        if (!fx_has_case(fx, cs))
             break;
         int64_t n;
         const float *cfg = get(cs, "cfg", &n);
@@ -105,21 +86,21 @@ static void fixture_conv(void)
         float *scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&s, sm_threads_get()));
         float *out = fbuf(no), *dx = fbuf(nx), *dw = fbuf(nw), *db = fbuf(s.cout);
         sm_conv2d_forward(out, x, w, b, &s, scratch);
-        cmp(cs, "out", out, ref, no, TOL);
+        th_close_case(cs, "out", out, ref, no, TOL);
         sm_conv2d_backward(dx, dw, hb ? db : NULL, dout, x, w, &s, scratch);
-        cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
-        cmp(cs, "dw", dw, get(cs, "dw", NULL), nw, TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
+        th_close_case(cs, "dw", dw, get(cs, "dw", NULL), nw, TOL);
         if (hb)
-            cmp(cs, "db", db, get(cs, "db", NULL), s.cout, TOL);
+            th_close_case(cs, "db", db, get(cs, "db", NULL), s.cout, TOL);
         /* the naive twin against the same reference */
         memset(dx, 0, (size_t)nx * 4); memset(dw, 0, (size_t)nw * 4); memset(db, 0, (size_t)s.cout * 4);
         sm_conv2d_forward_naive(out, x, w, b, &s);
-        cmp(cs, "naive out", out, ref, no, TOL);
+        th_close_case(cs, "naive out", out, ref, no, TOL);
         sm_conv2d_backward_naive(dx, dw, hb ? db : NULL, dout, x, w, &s);
-        cmp(cs, "naive dx", dx, get(cs, "dx", NULL), nx, TOL);
-        cmp(cs, "naive dw", dw, get(cs, "dw", NULL), nw, TOL);
+        th_close_case(cs, "naive dx", dx, get(cs, "dx", NULL), nx, TOL);
+        th_close_case(cs, "naive dw", dw, get(cs, "dw", NULL), nw, TOL);
         if (hb)
-            cmp(cs, "naive db", db, get(cs, "db", NULL), s.cout, TOL);
+            th_close_case(cs, "naive db", db, get(cs, "db", NULL), s.cout, TOL);
         free(scratch); free(out); free(dx); free(dw); free(db);
     }
 }
@@ -129,7 +110,7 @@ static void fixture_bn(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "bn%d", i);
-        if (!has_case(cs))
+        if (!fx_has_case(fx, cs))
             break;
         const float *cfg = get(cs, "cfg", NULL);
         int64_t outer = (int64_t)cfg[0], c = (int64_t)cfg[1], inner = (int64_t)cfg[2], n;
@@ -141,18 +122,18 @@ static void fixture_bn(void)
         float *rm = fdup(get(cs, "rm0", NULL), c), *rv = fdup(get(cs, "rv0", NULL), c);
         float *dg = fbuf(c), *dbeta = fbuf(c);
         sm_bn_forward_train(out, mean, invstd, rm, rv, x, gamma, beta, outer, c, inner, mom, eps);
-        cmp(cs, "train out", out, get(cs, "out", NULL), n, TOL);
-        cmp(cs, "mean", mean, get(cs, "mean", NULL), c, TOL);
-        cmp(cs, "invstd", invstd, get(cs, "invstd", NULL), c, TOL);
-        cmp(cs, "running_mean", rm, get(cs, "rm", NULL), c, TOL);
-        cmp(cs, "running_var", rv, get(cs, "rv", NULL), c, TOL);
+        th_close_case(cs, "train out", out, get(cs, "out", NULL), n, TOL);
+        th_close_case(cs, "mean", mean, get(cs, "mean", NULL), c, TOL);
+        th_close_case(cs, "invstd", invstd, get(cs, "invstd", NULL), c, TOL);
+        th_close_case(cs, "running_mean", rm, get(cs, "rm", NULL), c, TOL);
+        th_close_case(cs, "running_var", rv, get(cs, "rv", NULL), c, TOL);
         sm_bn_backward(dx, dg, dbeta, dout, x, mean, invstd, gamma, outer, c, inner);
-        cmp(cs, "dx", dx, get(cs, "dx", NULL), n, TOL);
-        cmp(cs, "dgamma", dg, get(cs, "dgamma", NULL), c, TOL);
-        cmp(cs, "dbeta", dbeta, get(cs, "dbeta", NULL), c, TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), n, TOL);
+        th_close_case(cs, "dgamma", dg, get(cs, "dgamma", NULL), c, TOL);
+        th_close_case(cs, "dbeta", dbeta, get(cs, "dbeta", NULL), c, TOL);
         sm_bn_forward_eval(out, x, gamma, beta, get(cs, "rm0", NULL), get(cs, "rv0", NULL), outer,
                            c, inner, eps);
-        cmp(cs, "eval out", out, get(cs, "eval_out", NULL), n, TOL);
+        th_close_case(cs, "eval out", out, get(cs, "eval_out", NULL), n, TOL);
         free(out); free(mean); free(invstd); free(dx); free(rm); free(rv); free(dg); free(dbeta);
     }
 }
@@ -163,24 +144,24 @@ static void fixture_act(void)
     const float *x = get("relu0", "x", &n);
     float *out = fbuf(n), *dx = fbuf(n);
     sm_relu_forward(out, x, n);
-    cmp("relu0", "out", out, get("relu0", "out", NULL), n, 0.0);
+    th_close_case("relu0", "out", out, get("relu0", "out", NULL), n, 0.0);
     sm_relu_backward(dx, get("relu0", "dout", NULL), out, n);
-    cmp("relu0", "dx", dx, get("relu0", "dx", NULL), n, 0.0);
+    th_close_case("relu0", "dx", dx, get("relu0", "dx", NULL), n, 0.0);
     free(out); free(dx);
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "prelu%d", i);
-        if (!has_case(cs))
+        if (!fx_has_case(fx, cs))
             break;
         const float *cfg = get(cs, "cfg", NULL);
         int64_t outer = (int64_t)cfg[0], c = (int64_t)cfg[1], inner = (int64_t)cfg[2];
         const float *px = get(cs, "x", &n), *a = get(cs, "a", NULL);
         float *pout = fbuf(n), *pdx = fbuf(n), *da = fbuf(c);
         sm_prelu_forward(pout, px, a, outer, c, inner);
-        cmp(cs, "out", pout, get(cs, "out", NULL), n, TOL);
+        th_close_case(cs, "out", pout, get(cs, "out", NULL), n, TOL);
         sm_prelu_backward(pdx, da, get(cs, "dout", NULL), px, a, outer, c, inner);
-        cmp(cs, "dx", pdx, get(cs, "dx", NULL), n, TOL);
-        cmp(cs, "da", da, get(cs, "da", NULL), c, TOL);
+        th_close_case(cs, "dx", pdx, get(cs, "dx", NULL), n, TOL);
+        th_close_case(cs, "da", da, get(cs, "da", NULL), c, TOL);
         free(pout); free(pdx); free(da);
     }
 }
@@ -191,7 +172,7 @@ static void fixture_pool(void)
         for (int i = 0; ; i++) {
             char cs[32];
             snprintf(cs, sizeof cs, "%s%d", kind ? "avgpool" : "maxpool", i);
-            if (!has_case(cs))
+            if (!fx_has_case(fx, cs))
                 break;
             const float *cfg = get(cs, "cfg", NULL);
             int64_t nn = (int64_t)cfg[0], c = (int64_t)cfg[1], h = (int64_t)cfg[2],
@@ -214,8 +195,8 @@ static void fixture_pool(void)
                 sm_avgpool2d_forward(out, x, planes, h, w, k, st, pad, oh, ow);
                 sm_avgpool2d_backward(dx, dout, planes, h, w, k, st, pad, oh, ow);
             }
-            cmp(cs, "out", out, get(cs, "out", NULL), no, TOL);
-            cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
+            th_close_case(cs, "out", out, get(cs, "out", NULL), no, TOL);
+            th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
             free(out); free(dx);
         }
     for (int kind = 0; kind < 2; kind++) {
@@ -231,8 +212,8 @@ static void fixture_pool(void)
             sm_gap_forward(out, x, c, n, hw);
             sm_gap_backward(dx, dout, c, n, hw);
         }
-        cmp(cs, "out", out, get(cs, "out", NULL), no, kind ? 0.0 : TOL);
-        cmp(cs, "dx", dx, get(cs, "dx", NULL), nx, kind ? 0.0 : TOL);
+        th_close_case(cs, "out", out, get(cs, "out", NULL), no, kind ? 0.0 : TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, kind ? 0.0 : TOL);
         free(out); free(dx);
     }
 }
@@ -242,7 +223,7 @@ static void fixture_linear(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "linear%d", i);
-        if (!has_case(cs))
+        if (!fx_has_case(fx, cs))
             break;
         const float *cfg = get(cs, "cfg", NULL);
         int64_t n = (int64_t)cfg[0], in = (int64_t)cfg[1], outf = (int64_t)cfg[2];
@@ -251,12 +232,12 @@ static void fixture_linear(void)
         const float *b = hb ? get(cs, "b", NULL) : NULL;
         float *out = fbuf(n * outf), *dx = fbuf(n * in), *dw = fbuf(outf * in), *db = fbuf(outf);
         sm_linear_forward(out, x, w, b, n, in, outf);
-        cmp(cs, "out", out, get(cs, "out", NULL), n * outf, TOL);
+        th_close_case(cs, "out", out, get(cs, "out", NULL), n * outf, TOL);
         sm_linear_backward(dx, dw, hb ? db : NULL, get(cs, "dout", NULL), x, w, n, in, outf);
-        cmp(cs, "dx", dx, get(cs, "dx", NULL), n * in, TOL);
-        cmp(cs, "dw", dw, get(cs, "dw", NULL), outf * in, TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), n * in, TOL);
+        th_close_case(cs, "dw", dw, get(cs, "dw", NULL), outf * in, TOL);
         if (hb)
-            cmp(cs, "db", db, get(cs, "db", NULL), outf, TOL);
+            th_close_case(cs, "db", db, get(cs, "db", NULL), outf, TOL);
         free(out); free(dx); free(dw); free(db);
     }
 }
@@ -266,7 +247,7 @@ static void fixture_norm(void)
     for (int i = 0; ; i++) {
         char cs[32];
         snprintf(cs, sizeof cs, "l2norm%d", i);
-        if (!has_case(cs))
+        if (!fx_has_case(fx, cs))
             break;
         const float *cfg = get(cs, "cfg", NULL);
         int64_t n = (int64_t)cfg[0], d = (int64_t)cfg[1];
@@ -274,10 +255,10 @@ static void fixture_norm(void)
         const float *x = get(cs, "x", NULL);
         float *out = fbuf(n * d), *norm = fbuf(n), *dx = fbuf(n * d);
         sm_l2norm_forward(out, norm, x, n, d, eps);
-        cmp(cs, "out", out, get(cs, "out", NULL), n * d, TOL);
-        cmp(cs, "norm", norm, get(cs, "norm", NULL), n, TOL);
+        th_close_case(cs, "out", out, get(cs, "out", NULL), n * d, TOL);
+        th_close_case(cs, "norm", norm, get(cs, "norm", NULL), n, TOL);
         sm_l2norm_backward(dx, get(cs, "dout", NULL), out, norm, n, d, eps);
-        cmp(cs, "dx", dx, get(cs, "dx", NULL), n * d, TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), n * d, TOL);
         free(out); free(norm); free(dx);
     }
 }
@@ -583,27 +564,27 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     sm_conv2d_forward_naive(o2, x, w, b, &s);
     char what[160];
     snprintf(what, sizeof what, "%s out", label);
-    cmp("fast/naive", what, o1, o2, no, TOL);
+    th_close_case("fast/naive", what, o1, o2, no, TOL);
     /* gradients start non-zero (accumulate rule) */
     float *dx1 = frand(nx, 1.0), *dw1 = frand(nw, 1.0), *db1 = frand(s.cout, 1.0);
     float *dx2 = fdup(dx1, nx), *dw2 = fdup(dw1, nw), *db2 = fdup(db1, s.cout);
     sm_conv2d_backward(dx1, dw1, db1, dout, x, w, &s, scratch);
     sm_conv2d_backward_naive(dx2, dw2, db2, dout, x, w, &s);
     snprintf(what, sizeof what, "%s dx", label);
-    cmp("fast/naive", what, dx1, dx2, nx, TOL);
+    th_close_case("fast/naive", what, dx1, dx2, nx, TOL);
     snprintf(what, sizeof what, "%s dw", label);
-    cmp("fast/naive", what, dw1, dw2, nw, TOL);
+    th_close_case("fast/naive", what, dw1, dw2, nw, TOL);
     snprintf(what, sizeof what, "%s db", label);
-    cmp("fast/naive", what, db1, db2, s.cout, TOL);
+    th_close_case("fast/naive", what, db1, db2, s.cout, TOL);
     /* NULL gradients are skipped: only dweight, then only dinp */
     float *dwo = fbuf(nw), *dxo = fbuf(nx), *dwn = fbuf(nw), *dxn = fbuf(nx);
     sm_conv2d_backward(NULL, dwo, NULL, dout, x, w, &s, scratch);
     sm_conv2d_backward(dxo, NULL, NULL, dout, x, w, &s, scratch);
     sm_conv2d_backward_naive(dxn, dwn, NULL, dout, x, w, &s);
     snprintf(what, sizeof what, "%s dw only", label);
-    cmp("fast/naive", what, dwo, dwn, nw, TOL);
+    th_close_case("fast/naive", what, dwo, dwn, nw, TOL);
     snprintf(what, sizeof what, "%s dx only", label);
-    cmp("fast/naive", what, dxo, dxn, nx, TOL);
+    th_close_case("fast/naive", what, dxo, dxn, nx, TOL);
     free(x); free(w); free(b); free(dout); free(o1); free(o2); free(scratch);
     free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
     free(dwo); free(dxo); free(dwn); free(dxn);
