@@ -27,6 +27,7 @@
 #include "gallery.h"
 #include "image.h"
 #include "index.h"
+#include "serve.h"
 #include "status.h"
 #include "train.h"
 
@@ -309,15 +310,14 @@ int cmd_remove(int argc, char **argv)
         sm_gallery_entry e = {0};
         bool found = false;
         if (sm_gallery_get(g, ids[i], &e, &found, &err)) die(&err, NULL);
-        if (found && strlen(e.content) == 64) memcpy(hex[i], e.content, 65);
+        if (found) memcpy(hex[i], e.content, sizeof hex[i]);
         sm_gallery_entry_clear(&e);
     }
     if (sm_gallery_remove(g, ids, nw, &err)) die(&err, NULL);
     for (int i = 0; i < nw; i++) {
-        if (!hex[i][0]) continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s.images/%s.png", gp, hex[i]);
-        (void)unlink(path);   /* usually absent: only the service writes thumbnails */
+        char path[4096];
+        if (sm_serve_thumb_path(path, sizeof path, gp, hex[i]))
+            (void)unlink(path);   /* usually absent: only the service writes thumbnails */
     }
     free(hex);
     sm_gallery_info info;

@@ -129,7 +129,8 @@ struct sm_server {
     int64_t dim, in_c, in_h, in_w;
     pthread_mutex_t gmu;       /* every gallery call holds it */
     sm_gallery *g;
-    char *gallery_path, *images_dir;
+    char *gallery_path;
+    bool thumbs;               /* <gallery>.images exists: thumbnails are kept */
     _Atomic int64_t items;
     int port;
     metrics mx;
@@ -791,14 +792,20 @@ static enum MHD_Result h_search(sm_server *s, struct MHD_Connection *c, req *r, 
     return send_json(c, r, 200, j);
 }
 
+bool sm_serve_thumb_path(char *buf, size_t cap, const char *gallery_path, const char *hex)
+{
+    if (!gallery_path || !hex || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) return false;
+    int k = snprintf(buf, cap, "%s.images/%s.png", gallery_path, hex);
+    return k > 0 && (size_t)k < cap;
+}
+
 /* Writes the thumbnail beside the gallery under its content hash (best
  * effort; under gmu). True when this call created the file (the caller then
  * removes it if the enroll fails: no thumbnail without its item). */
 static bool save_thumb(sm_server *s, const char *hex, const uint8_t *png, size_t n)
 {
-    if (!s->images_dir || !png) return false;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.png", s->images_dir, hex);
+    if (!s->thumbs || !png || !sm_serve_thumb_path(path, sizeof path, s->gallery_path, hex)) return false;
     struct stat sb;
     if (stat(path, &sb) == 0) return false;
     sm_iov part = {png, n};
@@ -809,10 +816,8 @@ static bool save_thumb(sm_server *s, const char *hex, const uint8_t *png, size_t
 /* Removes the thumbnail named by a content hash (under gmu). */
 static void drop_thumb(sm_server *s, const char *hex)
 {
-    if (!s->images_dir || strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) return;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.png", s->images_dir, hex);
-    (void)unlink(path);
+    if (s->thumbs && sm_serve_thumb_path(path, sizeof path, s->gallery_path, hex)) (void)unlink(path);
 }
 
 static enum MHD_Result h_items_add(sm_server *s, struct MHD_Connection *c, req *r)
@@ -973,13 +978,10 @@ static enum MHD_Result h_item_image(sm_server *s, struct MHD_Connection *c, req 
     if (!found) return send_err(c, r, 404, "not_found", "no item %lld in the gallery", (long long)r->id);
     uint8_t *png = NULL;
     size_t n = 0;
-    /* the name comes from the gallery's hash, checked to be 64 hex digits */
-    bool hex = strlen(e.content) == 64 && strspn(e.content, "0123456789abcdef") == 64;
-    if (hex && s->images_dir) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s.png", s->images_dir, e.content);
+    /* the name comes from the gallery's hash (sm_serve_thumb_path checks it) */
+    char path[4096];
+    if (s->thumbs && sm_serve_thumb_path(path, sizeof path, s->gallery_path, e.content))
         png = slurp(path, THUMB_FILE_MAX, &n);
-    }
     if (!png && e.source) {   /* enrolled by the CLI: the path the gallery stores */
         sm_image img = {0};
         if (!sm_image_read(e.source, &img, &err)) {
@@ -1229,7 +1231,6 @@ static void free_server(sm_server *s)
     sm_gallery_close(s->g);
     free(s->token);
     free(s->gallery_path);
-    free(s->images_dir);
     pthread_mutex_destroy(&s->gmu);
     pthread_mutex_destroy(&s->mx.mu);
     pthread_mutex_destroy(&s->pool.mu);
@@ -1314,16 +1315,12 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
     if (!st) st = sm_gallery_prepare(s->g, NULL, NULL, 0, err);
     if (!st) {
         atomic_store(&s->items, info.count);
-        size_t pn = strlen(cfg->gallery_path) + 8;
-        s->images_dir = malloc(pn);
-        if (!s->images_dir) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
-        else {
-            snprintf(s->images_dir, pn, "%s.images", cfg->gallery_path);
-            if (mkdir(s->images_dir, 0755) != 0 && errno != EEXIST) {
-                free(s->images_dir);   /* thumbnails unavailable; everything else works */
-                s->images_dir = NULL;
-            }
-        }
+        s->gallery_path = strdup(cfg->gallery_path);
+        char dir[4096];
+        if (!s->gallery_path) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
+        else if ((size_t)snprintf(dir, sizeof dir, "%s.images", s->gallery_path) < sizeof dir)
+            /* without it thumbnails are unavailable; everything else works */
+            s->thumbs = mkdir(dir, 0755) == 0 || errno == EEXIST;
     }
     if (!st) {   /* the watchdog, its wake-up pipe and the dead socket */
         int sp[2];

@@ -103,4 +103,10 @@ int64_t sm_serve_items(const sm_server *s);
  * NULL is a no-op. */
 void sm_serve_stop(sm_server *s);
 
+/* Where the service keeps the thumbnail of the item whose content hash is hex
+ * (64 lowercase hex digits) in the gallery at gallery_path:
+ * "<gallery>.images/<hex>.png" into buf. False when hex is not such a hash or
+ * the path does not fit in cap bytes. `simile remove` deletes them with it. */
+bool sm_serve_thumb_path(char *buf, size_t cap, const char *gallery_path, const char *hex);
+
 #endif
