@@ -101,11 +101,11 @@ int cmd_train(int argc, char **argv)
     tc.optim.lr = (float)get_num(o, "lr", tc.optim.lr, 0, 1e3);
     tc.optim.momentum = (float)get_num(o, "momentum", tc.optim.momentum, 0, 0.999999);
     tc.optim.weight_decay = (float)get_num(o, "wd", tc.optim.weight_decay, 0, 10);
-    if (get(o, "nesterov", NULL) && get(o, "no-nesterov", NULL)) die_usage("--nesterov and --no-nesterov contradict");
-    if (get(o, "no-nesterov", NULL) || (!get(o, "nesterov", NULL) && tc.optim.momentum == 0.0f))
+    bool nesterov = get(o, "nesterov", NULL), classical = get(o, "no-nesterov", NULL);
+    if (nesterov && classical) die_usage("--nesterov and --no-nesterov contradict");
+    if (nesterov) tc.optim.nesterov = true;
+    else if (classical || tc.optim.momentum == 0.0f)
         tc.optim.nesterov = false;   /* Nesterov needs momentum: --momentum 0 alone means plain SGD */
-    else if (get(o, "nesterov", NULL))
-        tc.optim.nesterov = true;
     const char *sn = get(o, "sched", "cosine");
     tc.sched.kind = !strcmp(sn, "cosine") ? SM_SCHED_COSINE : !strcmp(sn, "step") ? SM_SCHED_STEP
                   : !strcmp(sn, "constant") ? SM_SCHED_CONSTANT : (sm_sched_kind)-1;
