@@ -15,10 +15,13 @@ TESTSRC := $(wildcard tests/test_*.c)
 OBJ     := $(SRC:src/%.c=$(B)/obj/%.o)
 ASOBJ   := $(SRC:src/%.c=$(B)/asan/obj/%.o)
 TESTS   := $(TESTSRC:tests/%.c=$(B)/tests/%)
+EXSRC   := $(wildcard examples/*.c)
+EXAMPLES := $(EXSRC:examples/%.c=$(B)/examples/%)
+ASEXAMPLES := $(EXSRC:examples/%.c=$(B)/asan/examples/%)
 ASTESTS := $(TESTSRC:tests/%.c=$(B)/asan/tests/%)
 
 .PHONY: all deps test test-run test-fast demo bench compare clean help fixtures
-all: $(B)/libsimile.a $(B)/simile
+all: $(B)/libsimile.a $(B)/simile $(EXAMPLES)
 
 help:
 	@echo "make            build build/libsimile.a and build/simile"
@@ -52,7 +55,15 @@ $(B)/tests/%: tests/%.c $(B)/libsimile.a | $(B)/tests
 $(B)/asan/tests/%: tests/%.c $(B)/asan/libsimile.a | $(B)/asan/tests
 	$(CC) $(CFLAGS) -O1 $(SAN) $< -o $@ $(B)/asan/libsimile.a $(LDLIBS)
 
-$(B)/obj $(B)/asan/obj $(B)/tests $(B)/asan/tests:
+# The examples see the public header alone, in plain C11 (no feature macros,
+# no src/): exactly what a program using the library has.
+EXFLAGS := $(WARN) $(OPT) $(OMP) -Iinclude $(EXTRA_CFLAGS)
+$(B)/examples/%: examples/%.c include/simile.h $(B)/libsimile.a | $(B)/examples
+	$(CC) $(EXFLAGS) $< -o $@ $(B)/libsimile.a $(LDLIBS)
+$(B)/asan/examples/%: examples/%.c include/simile.h $(B)/asan/libsimile.a | $(B)/asan/examples
+	$(CC) $(EXFLAGS) -O1 $(SAN) $< -o $@ $(B)/asan/libsimile.a $(LDLIBS)
+
+$(B)/obj $(B)/asan/obj $(B)/tests $(B)/asan/tests $(B)/examples $(B)/asan/examples:
 	mkdir -p $@
 
 SHTESTS := $(wildcard tests/test_*.sh)
@@ -66,13 +77,13 @@ test: deps
 # fallback must build and pass too.
 NB      := $(B)/noomp
 NOTESTS := $(TESTSRC:tests/%.c=$(NB)/tests/%)
-test-run: $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile
+test-run: $(TESTS) $(ASTESTS) $(B)/simile $(B)/asan/simile $(EXAMPLES) $(ASEXAMPLES)
 	@$(MAKE) --no-print-directory B=$(NB) OMP= EXTRA_CFLAGS=-Wno-unknown-pragmas $(NB)/simile $(NOTESTS)
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)") \
 	    -- $(ASTESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/asan/simile sh $(t)") \
 	    "--label=the same tests built without OpenMP" $(NOTESTS)
 
-test-fast: $(TESTS) $(B)/simile
+test-fast: $(TESTS) $(B)/simile $(EXAMPLES)
 	@sh tests/run.sh $(TESTS) $(foreach t,$(SHTESTS),"SIMILE=$(B)/simile sh $(t)")
 
 demo: deps

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "eval.h"
+#include "simile.h"
 #include "gemm.h"
 #include "rng.h"
 

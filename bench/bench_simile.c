@@ -16,9 +16,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "dataset.h"
-#include "loader.h"
 #include "simile.h"
+#include "loader.h"
 
 static double now(void)
 {

@@ -33,12 +33,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataset.h"
-#include "eval.h"
-#include "gallery.h"
+#include "simile.h"
 #include "gemm.h"
 #include "rng.h"
-#include "train.h"
 
 static void die(const char *what, const sm_err *e)
 {

@@ -37,7 +37,7 @@ Modes
       accuracy; with --eval the retrieval metrics on L2-normalised embeddings:
       precision@1, MAP@R, R-precision, Recall@1/2/4/8 leave-one-out on the test
       split, and 1-NN accuracy test -> train. Definitions as simile's
-      src/eval.h (pytorch-metric-learning's, Recall@K in the deep metric
+      include/simile.h, "evaluation" (pytorch-metric-learning's, Recall@K in the deep metric
       learning sense; ranking by similarity descending, then index ascending;
       queries with no other same-label item are left out of the retrieval means).
   --mode bench

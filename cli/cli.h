@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dataset.h"
 #include "simile.h"
 
 typedef struct opt {

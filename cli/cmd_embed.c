@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "npy.h"
-#include "train.h"
+#include "simile.h"
 
 /* ------------------------------------------------------------------ embed */
 int cmd_embed(int argc, char **argv)

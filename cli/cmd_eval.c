@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
-#include "train.h"
+#include "simile.h"
 
 /* ------------------------------------------------------------------ eval */
 int cmd_eval(int argc, char **argv)

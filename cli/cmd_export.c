@@ -6,7 +6,7 @@
 #include <string.h>
 #include <dirent.h>
 
-#include "folder.h"
+#include "simile.h"
 
 /* ---------------------------------------------------------- export-images */
 int cmd_export_images(int argc, char **argv)

@@ -8,7 +8,7 @@
  *   simile calibrate --gallery G --model M --data SPEC:split [--far 0.01]
  *
  * Images are read once: their bytes are hashed (SHA-256, the gallery's
- * content hash) and decoded from memory (image.h), converted to the model's
+ * content hash) and decoded from memory (simile.h, "images"), converted to the model's
  * input and embedded in batches. Every image is decoded and embedded before
  * the gallery is opened for writing, so a corrupt image ends the command with
  * the gallery untouched. */
@@ -23,13 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "eval.h"
-#include "gallery.h"
-#include "image.h"
+#include "simile.h"
 #include "index.h"
 #include "serve.h"
 #include "status.h"
-#include "train.h"
 
 /* ------------------------------------------------------------ arguments */
 

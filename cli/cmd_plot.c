@@ -22,10 +22,9 @@
 #include <unistd.h>
 
 #include "digits.h"
-#include "eval.h"
+#include "simile.h"
 #include "loader.h"
 #include "plot.h"
-#include "train.h"
 
 static double now(void)
 {
@@ -548,7 +547,7 @@ static int plot_retrieval(int argc, char **argv)
         int64_t qi = (2 * q + 1) * test.n / (2 * nq);   /* the middle of the q-th of nq equal stretches */
         memcpy(qimg + q * isz, test.images + qi * isz, (size_t)isz);
         qcls[q] = test.labels[qi];
-        /* top k by the ranking rule of eval.h: similarity descending, ties by index */
+        /* top k by the ranking rule of simile.h ("evaluation"): similarity descending, ties by index */
         int64_t nt = 0;
         float *s = sim + q * k;
         for (int64_t r = 0; r < g->n; r++) {

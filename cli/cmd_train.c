@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "loader.h"
-#include "train.h"
+#include "simile.h"
 
 /* ------------------------------------------------------------------ train */
 /* Fails early (before minutes of training) when the directory of path is missing or read-only. */

@@ -2,7 +2,7 @@
  *
  * Loads whole splits into memory (Fashion-MNIST train is 47 MB of u8): the
  * loader converts to float per batch, so the float copy never exists. */
-#include "dataset.h"
+#include "simile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "folder.h"
 #include "idx.h"
 #include "status.h"
 
@@ -135,7 +134,7 @@ sm_status sm_dataset_open(const char *spec, sm_dataset *train, sm_dataset *test,
                            "(train-images-idx3-ubyte.gz, ...) in a directory and pass that directory instead", dir);
         }
     } else {
-        /* Real image files (folder.h): a .csv manifest, or a directory without
+        /* Real image files (simile.h, "image folders"): a .csv manifest, or a directory without
          * IDX images - a folder per class, optionally under train/ and test/ -
          * go to the folder loader, at the size of their first image. */
         if (sm_folder_is_source(spec)) return sm_folder_open(spec, 0, 0, 0, train, test, err);

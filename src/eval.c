@@ -1,4 +1,4 @@
-/* eval.c - retrieval, classification and verification metrics. See eval.h.
+/* eval.c - retrieval, classification and verification metrics. See simile.h ("evaluation").
  *
  * Retrieval is brute force: one GEMM per block of queries gives their
  * similarities to every reference; each query then turns its row into 64-bit
@@ -9,7 +9,7 @@
  * rank_query). Keys are distinct, so the selected set and its order do not
  * depend on pivots, threads or block boundaries.
  * Per-query results land in per-block arrays and are summed in query order. */
-#include "eval.h"
+#include "simile.h"
 
 #include <math.h>
 #include <stdlib.h>

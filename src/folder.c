@@ -1,10 +1,10 @@
 /* folder.c - datasets of PNG/JPEG files: folder per class, split trees, CSV manifests.
- * The rules are in folder.h. Two steps: list the images (path, class key,
+ * The rules are in simile.h ("image folders"). Two steps: list the images (path, class key,
  * manifest line) and fix the label order; then decode, convert and resize
  * every image into one (N, C, H, W) u8 buffer, in parallel, reporting the
  * failure of the lowest-numbered image so the message does not depend on
  * thread timing. */
-#include "folder.h"
+#include "simile.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 
 #include "ckpt.h"
-#include "image.h"
 #include "status.h"
 
 #ifdef _OPENMP

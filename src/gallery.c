@@ -1,5 +1,5 @@
-/* gallery.c - the SQLite gallery, its in-memory table and indexes (see gallery.h). */
-#include "gallery.h"
+/* gallery.c - the SQLite gallery, its in-memory table and indexes (see simile.h, "gallery"). */
+#include "simile.h"
 
 #include <errno.h>
 #include <fcntl.h>

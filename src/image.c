@@ -1,5 +1,5 @@
 /* image.c - PNG/JPEG decoding and encoding, channel conversion, resizing.
- * See image.h for the rules; this file holds the plumbing around libpng and
+ * See simile.h ("images") for the rules; this file holds the plumbing around libpng and
  * libjpeg-turbo.
  *
  * Both libraries report fatal errors through a callback that must not
@@ -8,7 +8,7 @@
  * hangs off that struct, so the caller frees it the same way on success and
  * on failure, and no local variable of the function that called setjmp is
  * read after a longjmp (C11 7.13.2.1). Warnings are never printed. */
-#include "image.h"
+#include "simile.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -463,7 +463,7 @@ static int valid_image(const sm_image *in)
     return in && in->px && in->w >= 1 && in->h >= 1 && in->c >= 1 && in->c <= 4;
 }
 
-/* Converts n pixels of sc channels to dc channels (see image.h). */
+/* Converts n pixels of sc channels to dc channels (see simile.h, "images"). */
 static void convert_pixels(uint8_t *dst, int dc, const uint8_t *src, int sc, int64_t n)
 {
     for (int64_t i = 0; i < n; i++, src += sc, dst += dc) {

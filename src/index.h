@@ -6,7 +6,7 @@
  * per query, the k best rows best first:
  *
  *   Ranking rule: similarity descending, ties by row index ascending (the
- *   rule of eval.h), so results do not depend on the thread count, on how
+ *   rule of simile.h ("evaluation")), so results do not depend on the thread count, on how
  *   queries are grouped, or on which path (scan or GEMM) computed them,
  *   except where the paths round differently (see below).
  *   When n < k the tail of each result row is (-1, -INFINITY).
@@ -37,7 +37,7 @@
  * oracle). Rows are never checked for norm; non-finite values are the
  * caller's responsibility (the gallery refuses them at enroll).
  *
- * What it refuses to be: a store (gallery.h) or a graph index (hnsw.h). */
+ * What it refuses to be: a store (the gallery) or a graph index (hnsw.h). */
 #ifndef SM_INDEX_H
 #define SM_INDEX_H
 #include <math.h>

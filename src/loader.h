@@ -16,7 +16,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dataset.h"
 #include "simile.h"
 
 /* Fashion-MNIST training-set pixel statistics on x/255 (the usual values,

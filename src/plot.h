@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "eval.h"
 #include "simile.h"
 
 /* Every picture's caption (may be NULL) is wrapped at word boundaries onto

@@ -37,9 +37,8 @@
 #include <unistd.h>
 
 #include "ckpt.h"
-#include "gallery.h"
+#include "simile.h"
 #include "gemm.h"
-#include "image.h"
 #include "index.h"
 #include "status.h"
 #include "webpage.h"

@@ -3,7 +3,7 @@
  *
  * What it is: libmicrohttpd (one internal polling thread, a pool of worker
  * threads, a bounded number of connections, an inactivity timeout) in front
- * of a model and a gallery (gallery.h). JSON in and out through jansson.
+ * of a model and a gallery (simile.h, "gallery"). JSON in and out through jansson.
  *
  *   GET    /                      the web page (src/web/index.html, built in)
  *   GET    /healthz               {"status":"ok","items":N}
@@ -26,7 +26,7 @@
  *   headers or body; the connection is closed), 413 body over max_body
  *   (refused from its Content-Length before any byte is read, or as soon as
  *   a streamed body passes the limit; the connection is closed), 415 not a
- *   PNG or JPEG, 422 an image whose header exceeds image.h's pixel limits
+ *   PNG or JPEG, 422 an image whose header exceeds simile.h's pixel limits
  *   (refused before any pixel memory is allocated) or that embeds to a zero
  *   or non-finite vector, 500 internal, 503 the gallery is busy or the disk
  *   is full (retry later).
@@ -48,7 +48,7 @@
  * libmicrohttpd 0.9.75 does not queue a response in the middle of a body.
  * At most max_conns connections, max_conns_per_ip from one address.
  *
- * Concurrency: a gallery handle is for one thread at a time (gallery.h), so
+ * Concurrency: a gallery handle is for one thread at a time (simile.h, "gallery"), so
  * every gallery call runs under one mutex; an enroll is one SQLite
  * transaction and updates the in-memory index inside that same critical
  * section, so a search sees an item completely or not at all. Decoding and

@@ -1,5 +1,5 @@
-/* train.c - the training loop. See train.h. */
-#include "train.h"
+/* train.c - the training loop. See simile.h ("training"). */
+#include "simile.h"
 
 #include <errno.h>
 #include <jansson.h>

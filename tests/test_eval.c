@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
+#include "simile.h"
 #include "gemm.h"
 #include "harness.h"
 #include "rng.h"

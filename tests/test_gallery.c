@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gallery.h"
+#include "simile.h"
 #include "harness.h"
 #include "index.h"
 #include "rng.h"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "dataset.h"
+#include "simile.h"
 #include "harness.h"
 #include "idx.h"
 

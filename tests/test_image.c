@@ -14,10 +14,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "dataset.h"
-#include "folder.h"
+#include "simile.h"
 #include "harness.h"
-#include "image.h"
 #include "model.h"
 
 #define FIX "tests/fixtures/images/"
@@ -447,7 +445,7 @@ static void test_convert(void)
 
 /* ------------------------------------------------------------- resizing */
 
-/* The rules of image.h, written out in double: weights per axis, then the
+/* The rules of simile.h ("images"), written out in double: weights per axis, then the
  * 2-D sum w_x * w_y * v. */
 static void naive_weights(int64_t in, int64_t out, int64_t j, double *wt /* (in) */)
 {

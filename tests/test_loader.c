@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataset.h"
+#include "simile.h"
 #include "harness.h"
 #include "loader.h"
 
