@@ -37,7 +37,8 @@
  * row-major float32 unless said; embeddings are L2-normalised.
  *
  * Worked example (examples/recognise.c, built by make with -Iinclude only,
- * run by make test): enroll an item from one image, then recognise a query.
+ * run by make test): enroll an item from one image, then recognise a query
+ * (die: the caller's error handler).
  *
  *     sm_err err = {0};
  *     sm_model *m = NULL;
