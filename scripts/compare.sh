@@ -36,8 +36,8 @@ print(f'| {name} | {m["precision_at_1"]:.4f} | {m["mean_average_precision_at_r"]
 PY
 }
 
-speed() {   # loss -> training images/s: a short run of SPEED_STEPS steps at T threads, kept in runs/compare/LOSS.speed
-    sp="$OUT/$(echo "$1" | tr ':' '-').speed"
+speed() {   # loss name -> training images/s: a short run of SPEED_STEPS steps at T threads, kept in runs/compare/NAME.speed
+    sp="$OUT/$2.speed"
     if [ ! -s "$sp" ]; then
         # shellcheck disable=SC2046
         $S train --data fashion-mnist $(flags "$1") --epochs 1 --max-steps "$SPEED_STEPS" --threads "$T" \
@@ -73,7 +73,7 @@ run_set() {   # label train-classes eval-classes [speed]
             js=$($S eval --model "$m" --data fashion-mnist --json --threads "$T" $3)
             printf '%s\n' "$js" >"$m.eval.json"
         fi
-        if [ -n "$4" ]; then row "$l" "$js" "$(speed "$l")"; else row "$l" "$js"; fi
+        if [ -n "$4" ]; then row "$l" "$js" "$(speed "$l" "$name")"; else row "$l" "$js"; fi
     done
 }
 

@@ -46,8 +46,10 @@ make_tmp() {
     trap 'exit 130' INT TERM
 }
 
-# sim ARGS...: runs simile; stdout in $T/out, stderr in $T/err, status in $rc.
-sim() { "$SIMILE" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+# run PROGRAM ARGS...: stdout in $T/out, stderr in $T/err, status in $rc;
+# sim ARGS...: run simile.
+run() { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+sim() { run "$SIMILE" "$@"; }
 first_err() { head -n 1 "$T/err"; }
 # crash: sets $why and succeeds when the last run died or a sanitizer spoke.
 crash() {
@@ -67,7 +69,7 @@ expect_ok() {
 }
 # expect_err NAME CODES REGEX: the last run failed with an exit status matching
 # the case pattern CODES, printed nothing on stdout, and on stderr exactly one
-# line "simile...", matching the extended regex REGEX (case-insensitive), then
+# line "$PROG..." (PROG: the program's name, default simile), matching the extended regex REGEX (case-insensitive), then
 # at most one line starting with "hint:". Counts the check either way; returns
 # 0 when it passed.
 expect_err() {
@@ -80,11 +82,11 @@ expect_err() {
     _l1=$(first_err)
     _l2=$(sed -n 2p "$T/err")
     case $_l1 in
-        simile*) ;;
-        *) bad "$1" "stderr does not start with 'simile': '$_l1'"; return 1 ;;
+        "${PROG:-simile}"*) ;;
+        *) bad "$1" "stderr does not start with '${PROG:-simile}': '$_l1'"; return 1 ;;
     esac
     if [ "$_lines" -gt 2 ] || { [ "$_lines" = 2 ] && case $_l2 in hint:*) false ;; *) true ;; esac; }; then
-        bad "$1" "stderr has $_lines lines, expected one 'simile' line and at most one 'hint:' line: $(head -n 3 "$T/err" | tr '\n' '|')"
+        bad "$1" "stderr has $_lines lines, expected one '${PROG:-simile}' line and at most one 'hint:' line: $(head -n 3 "$T/err" | tr '\n' '|')"
         return 1
     fi
     if ! printf '%s\n' "$_l1" | grep -qiE -- "$3"; then bad "$1" "message '$_l1' does not match /$3/"; return 1; fi

@@ -17,15 +17,9 @@ need_data t10k-images-idx3-ubyte.gz
 make_tmp example
 EX=$(dirname "$SIMILE")/examples/recognise
 [ -x "$EX" ] || { bad "setup" "no executable '$EX' (make builds it)"; finish; }
-# ex ARGS...: runs the example like sim runs simile
-ex() { "$EX" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-# ex_err NAME CODES REGEX: failed with a status in CODES, one stderr line matching REGEX
-ex_err() {
-    if crash; then bad "$1" "$why"; return; fi
-    case $rc in $2) ;; *) bad "$1" "exit $rc, expected $2"; return ;; esac
-    if [ "$(wc -l <"$T/err")" = 1 ] && grep -qE -- "$3" "$T/err"; then ok "$1"; else
-        bad "$1" "stderr: $(head -c 300 "$T/err")"; fi
-}
+# ex ARGS...: runs the example as sim runs simile; its errors start "recognise"
+ex() { run "$EX" "$@"; }
+PROG=recognise
 
 I=$T/img
 sim export-images --data "$FMNIST:test" --out "$I" --limit 60 --threads 1
@@ -61,14 +55,14 @@ if expect_ok "enroll again" && grep -q '^already enrolled bag as item 1 ' "$T/ou
     bad "enroll again" "$(head -c 300 "$T/out")"; fi
 
 ex "$T/m.safetensors" "$G" search "$T/nope.png"
-ex_err "search a missing image" 1 "^recognise: .*nope.png"
+expect_err "search a missing image" 1 "^recognise: .*nope.png"
 ex "$T/m.safetensors" "$G" enroll "bag"
-ex_err "enroll without =IMAGE" 1 "^recognise: 'bag' is not LABEL=IMAGE"
+expect_err "enroll without =IMAGE" 1 "^recognise: 'bag' is not LABEL=IMAGE"
 printf 'not a model' >"$T/bad.safetensors"
 ex "$T/bad.safetensors" "$G" search "$BAG"
-ex_err "a model file that is not one" 1 "^recognise: .*bad.safetensors"
+expect_err "a model file that is not one" 1 "^recognise: .*bad.safetensors"
 ex "$T/m.safetensors" "$T/none.db" search "$BAG"
-ex_err "search a gallery that does not exist" 1 "^recognise: .*none.db"
+expect_err "search a gallery that does not exist" 1 "^recognise: .*none.db"
 ex "$T/m.safetensors" "$G" search "$BAG" 99
-ex_err "K out of range" 2 "^recognise: K must be"
+expect_err "K out of range" 2 "^recognise: K must be"
 finish
