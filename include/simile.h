@@ -921,7 +921,7 @@ sm_status sm_sha256_file(const char *path, uint8_t out[32], sm_err *err);
  * training state do not count. Never fails for a valid model. */
 void sm_model_identity(sm_model *m, uint8_t out[32]);
 
-/* ------------------------------------------------------------------ gallery */
+/* --------------------------------------------------- opening, enrolling, searching */
 
 typedef struct sm_gallery sm_gallery;
 
