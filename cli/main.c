@@ -9,6 +9,7 @@
  * Each verb is in cli/cmd_<verb>.c; cli/cli.c holds the shared option
  * parsing. The CLI uses libsimile's private headers for datasets, evaluation
  * and files, which are not yet part of the public API. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +48,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* A write past the file-size limit (ulimit -f) then fails with EFBIG, which
+     * the library reports like a full disk, instead of killing the process
+     * with SIGXFSZ before it can say anything or clean up. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 2 : 0;

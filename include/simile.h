@@ -31,7 +31,10 @@
  * Conventions. Every call that can fail returns an sm_status (SM_OK is 0) and
  * writes one line into a caller-owned sm_err; nothing in the library exits,
  * aborts or prints on bad input; files are written atomically (a failed call
- * leaves them as they were).
+ * leaves them as they were). A full disk is an SM_ERR_IO like any other; so is
+ * a write past the process's file-size limit (ulimit -f), provided the program
+ * ignores SIGXFSZ (signal(SIGXFSZ, SIG_IGN), as the simile command does):
+ * the library leaves signal dispositions to the program.
  * Objects returned through `**out` belong to the caller and have one free or
  * close function each; NULL is a no-op for all of them. Shapes are (N, ...)
  * row-major float32 unless said; embeddings are L2-normalised.

@@ -230,6 +230,13 @@ static sm_status sql_fail(const char *path, sqlite3 *db, int rc, sm_err *err, co
         return sm_fail(err, SM_ERR_IO, "gallery '%s' is read-only (%s) while %s", path, msg, what);
     case SQLITE_CANTOPEN:
         return sm_fail(err, SM_ERR_IO, "cannot open gallery '%s' (%s)", path, msg);
+    case SQLITE_IOERR: {   /* the system's reason, when sqlite kept one */
+        int e = db ? sqlite3_system_errno(db) : 0;
+        if (e == ENOSPC || e == EFBIG || e == EDQUOT)
+            return sm_fail(err, SM_ERR_IO, "gallery '%s': %s while %s (nothing was changed)", path, strerror(e), what);
+        if (e) return sm_fail(err, SM_ERR_IO, "gallery '%s': %s (sqlite: %s: %s)", path, what, msg, strerror(e));
+        return sm_fail(err, SM_ERR_IO, "gallery '%s': %s (sqlite: %s)", path, what, msg);
+    }
     default:
         return sm_fail(err, SM_ERR_IO, "gallery '%s': %s (sqlite: %s)", path, what, msg);
     }

@@ -215,6 +215,21 @@ sim train --data "$D" --epochs 1 $TR --max-steps 2 --log "$T/ok.log.jsonl" --out
 expect_err "--out in a missing directory, --log elsewhere" 1 "/nonexistent/dir/m\.safetensors.*directory"
 sim embed --model "$M" --data "$D:test" --out /nonexistent/dir/e.npy
 expect_err "embed --out in a missing directory" 1 "/nonexistent/dir/e\.npy"
+# a full disk, as a file-size limit (ulimit -f 8: 4 or 8 KiB, below the 8.3 KB
+# of the embeddings): writes past it fail with EFBIG, which each command
+# reports in one line instead of dying by SIGXFSZ; the file it was to replace
+# keeps its contents and no partial file is left
+limited() { run sh -c 'ulimit -f 8 && exec "$@"' limited "$SIMILE" "$@"; }
+cp "$E" "$T/keep.npy"
+limited embed --model "$M" --data "$D:test" --out "$E" --threads 1
+expect_err "embed under a file-size limit" 1 "e\.npy.*(too large|size limit)" &&
+    if cmp -s "$E" "$T/keep.npy" && [ -z "$(ls "$T" | grep -v '^e\.npy$' | grep '^e\.npy')" ]; then
+        ok "embed under a file-size limit: the old e.npy is intact, no partial file"
+    else bad "embed under a file-size limit" "e.npy changed or a partial file is left: $(ls "$T" | grep '^e\.npy')"; fi
+limited train --data "$D" --epochs 1 $TR --max-steps 2 --out "$T/full.safetensors"
+expect_err "train under a file-size limit" 1 "full\.safetensors.*(too large|size limit)" &&
+    if [ -z "$(ls "$T" | grep '^full\.')" ]; then ok "train under a file-size limit: no partial checkpoint"
+    else bad "train under a file-size limit" "left: $(ls "$T" | grep '^full\.')"; fi
 # a spec file with an unknown layer, and one with an unknown key
 printf 'input 1 28 28\nconv 8 k=3\nfrobnicate 3\nflatten\nlinear 16\n' >"$T/bad.spec"
 sim train --data "$D" $TE --spec "$T/bad.spec";      expect_err "--spec with an unknown layer" 1 "line 3.*frobnicate"

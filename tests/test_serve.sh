@@ -404,4 +404,42 @@ else
 fi
 req "healthz 2" 200 "$U/healthz" && has "\"items\":$N1," && ok "the second server answers, the gallery still holds $N1 items"
 stop_server "$T/server2.err" "second server"
+
+# ------------------------------------------------------------------ a full disk
+# A third server on a fresh gallery. Once it holds two items, its file-size
+# limit is lowered (prlimit) to the size of the gallery's largest file, so the
+# next enroll's write fails with EFBIG, as on a full disk: 503
+# {"error":"unavailable"} naming the gallery, not a server killed by SIGXFSZ;
+# the count stays 2, search still answers, no thumbnail is left for the
+# refused image. With the limit lifted the same enroll succeeds, and after
+# SIGTERM the gallery holds exactly the three items.
+if command -v prlimit >/dev/null 2>&1; then
+    G3=$T/g3.db
+    start_server "$T/server3.out" "$T/server3.err" --model "$T/m.safetensors" --gallery "$G3" --port 0 --threads 2
+    [ -n "$PORT" ] || { bad "third server start" "$(head -c 400 "$T/server3.out" "$T/server3.err")"; finish; }
+    U=http://127.0.0.1:$PORT
+    req "full disk: enroll 1" 201 --data-binary "@$BAG1" "$U/v1/items?label=bag" &&
+        req "full disk: enroll 2" 201 --data-binary "@$COAT1" "$U/v1/items?label=coat" && ok "third server: two items"
+    lim=0
+    for f in "$G3" "$G3-wal" "$G3-shm"; do
+        [ -f "$f" ] && n=$(wc -c <"$f") && [ "$n" -gt "$lim" ] && lim=$n
+    done
+    if prlimit --pid "$SPID" --fsize="$lim:"; then
+        req "enroll on a full disk" 503 --data-binary "@$SHOE" "$U/v1/items?label=sneaker" &&
+            err_is "enroll on a full disk" 503 unavailable && has 'g3\.db' && ok "the 503 names the gallery: $(head -c 200 "$T/body")"
+        [ "$(items)" = 2 ] && ok "after the 503 healthz still counts 2 items" || bad "count after 503" "healthz says $(items)"
+        req "search on a full disk" 200 -X POST --data-binary "@$COAT1" "$U/v1/search?k=1" &&
+            has '"results":\[{"id":2,"label":"coat"' && ok "search still answers (the coat finds itself)"
+        [ ! -e "$G3.images/$SHOE_SHA.png" ] && ok "no thumbnail left for the refused image" ||
+            bad "thumbnail after 503" "$(ls "$G3.images")"
+        prlimit --pid "$SPID" --fsize=unlimited:   # the soft limit only: the hard one stays
+        req "enroll after the disk has room" 201 --data-binary "@$SHOE" "$U/v1/items?label=sneaker" &&
+            has '"id":3' && has '"count":3' && ok "with the limit lifted the same enroll succeeds: id 3, count 3"
+    else bad "prlimit" "cannot lower the server's file-size limit to $lim bytes"; fi
+    stop_server "$T/server3.err" "third server"
+    n=$("$SIMILE" items --gallery "$G3" 2>/dev/null | grep -vc "^#")
+    [ "$n" = 3 ] && ok "after SIGTERM the gallery file holds the 3 items" || bad "gallery after the full disk" "simile items lists $n"
+else
+    echo "skip full disk: prlimit (util-linux) not installed"
+fi
 finish
