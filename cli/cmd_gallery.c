@@ -25,7 +25,6 @@
 
 #include "simile.h"
 #include "index.h"
-#include "serve.h"
 #include "status.h"
 
 /* ------------------------------------------------------------ arguments */

@@ -1,4 +1,4 @@
-/* cmd_serve.c - `simile serve`: the HTTP API and the web page (src/serve.h).
+/* cmd_serve.c - `simile serve`: the HTTP API and the web page (include/simile.h, "service").
  *
  *   simile serve --model M --gallery G --port 8080 [--listen 127.0.0.1] [--token-file F]
  *                [--threads N] [--max-body BYTES] [--max-conns N] [--max-conns-per-ip N]
@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve.h"
 #include "status.h"
 
 /* Reads the token: the file's first line, surrounding whitespace removed. */

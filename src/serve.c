@@ -1,4 +1,4 @@
-/* serve.c - the HTTP service (serve.h): libmicrohttpd + jansson over the
+/* serve.c - the HTTP service (simile.h, "service"): libmicrohttpd + jansson over the
  * model and the gallery, and the built-in web page.
  *
  * A request goes through the access handler in three phases, as
@@ -12,7 +12,7 @@
  * calls are serialised. A watchdog thread answers 408 to a connection whose
  * request has not arrived in full within request_timeout_s, in any phase
  * before (3), including headers that never end. */
-#include "serve.h"
+#include "simile.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1343,8 +1343,7 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
                                 (unsigned)s->cfg.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_conns_per_ip,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 << 10), MHD_OPTION_NOTIFY_COMPLETED,
-                                completed, s, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s,
-                                MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                                completed, s, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, s, MHD_OPTION_END);
         if (!s->d)
             st = sm_fail(err, SM_ERR_IO, "cannot listen on %s port %d (in use, or not permitted?)", s->cfg.listen,
                          cfg->port);

@@ -302,6 +302,21 @@ start_server "$T/server2.out" "$T/server2.err" --model "$T/m.safetensors" --gall
 [ -n "$PORT" ] && ok "second server (--request-timeout 2 --max-conns-per-ip 40) on port $PORT" ||
     { bad "server 2 start" "$(head -c 400 "$T/server2.out" "$T/server2.err")"; finish; }
 U=http://127.0.0.1:$PORT
+# a third 'simile serve' on the port of the running one: refused in one line
+# (the port is not shared), exit 1, while the running server keeps it
+"$SIMILE" serve --model "$T/m.safetensors" --gallery "$G" --port "$PORT" --threads 1 >"$T/dup.out" 2>"$T/dup.err" &
+DPID=$!
+i=0
+while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 "$DPID" 2>/dev/null; then
+    kill "$DPID"; wait "$DPID"
+    bad "serve on a port in use" "it started too: $(head -c 200 "$T/dup.out")"
+else
+    wait "$DPID"; drc=$?
+    if [ "$drc" = 1 ] && [ "$(wc -l <"$T/dup.err")" = 1 ] && grep -q "cannot listen on 127.0.0.1 port $PORT" "$T/dup.err" &&
+        [ ! -s "$T/dup.out" ]; then ok "serve on a port in use: exit 1, $(cat "$T/dup.err")"
+    else bad "serve on a port in use" "exit $drc: $(head -c 300 "$T/dup.err")"; fi
+fi
 COAT2_SHA=$(sha256sum "$COAT2" | cut -c1-64)
 req "conflict with a CLI item" 409 -X POST -H "$AUTH" --data-binary "@$COAT2" "$U/v1/items?label=dress" &&
     [ ! -e "$G.images/$COAT2_SHA.png" ] && [ "$(thumbs)" = "$N0" ] &&
