@@ -1076,8 +1076,10 @@ const char *sm_gallery_hnsw_path(const sm_gallery *g);
 sm_status sm_gallery_set_threshold(sm_gallery *g, float t, double far, double tar, const char *data, sm_err *err);
 
 /* ---------------------------------------------------------------- service
- * The HTTP service: search, enroll and embed over HTTP, and the web page;
- * `simile serve` is this plus signal handling.
+ * The HTTP service: search, enroll and embed over HTTP, and the web page,
+ * in background threads of the calling program. `simile serve` is this plus
+ * its signals (cli/cmd_serve.c: it ignores SIGPIPE and SIGXFSZ, and stops
+ * on SIGINT or SIGTERM); a program that embeds the service chooses its own.
  *
  * What it is: libmicrohttpd (one internal polling thread, a pool of worker
  * threads, a bounded number of connections, an inactivity timeout) in front
