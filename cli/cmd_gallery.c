@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #include "simile.h"
-#include "index.h"
 #include "status.h"
 
 /* ------------------------------------------------------------ arguments */
@@ -422,8 +421,8 @@ int cmd_search(int argc, char **argv)
     if (!get(o, "gallery", NULL)) die_usage("--gallery is required");
     if (nf < 1) die_usage("no query images given");
     int64_t k = get_int(o, "k", 5, INT64_MIN, INT64_MAX);
-    if (k < 1 || k > SM_INDEX_MAX_K) die_usage("-k must be in 1..%d (got %lld)", SM_INDEX_MAX_K, (long long)k);
-    sm_gallery_search_opts so = {.ef = get_int(o, "ef", 64, 1, 100000), .rerank = get_int(o, "rerank", 0, 0, SM_INDEX_MAX_K)};
+    if (k < 1 || k > SM_GALLERY_MAX_K) die_usage("-k must be in 1..%d (got %lld)", SM_GALLERY_MAX_K, (long long)k);
+    sm_gallery_search_opts so = {.ef = get_int(o, "ef", 64, 1, 100000), .rerank = get_int(o, "rerank", 0, 0, SM_GALLERY_MAX_K)};
     if (!parse_index(get(o, "index", "auto"), &so.index)) die_usage("--index must be auto, exact, int8 or hnsw");
     const char *targ = get(o, "threshold", NULL);
     bool use_t = false;

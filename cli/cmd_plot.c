@@ -23,7 +23,6 @@
 
 #include "digits.h"
 #include "simile.h"
-#include "loader.h"
 #include "plot.h"
 
 static double now(void)

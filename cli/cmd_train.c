@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loader.h"
 #include "simile.h"
 
 /* ------------------------------------------------------------------ train */

@@ -7,8 +7,9 @@
  * Only this program prints and exits; the library returns statuses. Exit codes:
  * 0 success, 1 the job failed (message on stderr), 2 bad command line.
  * Each verb is in cli/cmd_<verb>.c; cli/cli.c holds the shared option
- * parsing. The CLI uses libsimile's private headers for datasets, evaluation
- * and files, which are not yet part of the public API. */
+ * parsing. The verbs stand on include/simile.h, except for four private
+ * headers not (yet) in the public API: npy.h (embed writes .npy), plot.h and
+ * digits.h (the pictures of `simile plot`), status.h (sm_fail_prefix). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

@@ -364,6 +364,12 @@ typedef enum sm_split {
 /* Default data root of named datasets, overridden by $SIMILE_DATA_ROOT. */
 #define SM_DATASET_ROOT "/usr/share/datasets"
 
+/* Fashion-MNIST training-set pixel statistics on x/255 (the usual values,
+ * e.g. torchvision's examples): the input normalisation `simile train` gives
+ * a model trained on it (sm_model_set_input_norm). */
+#define SM_FASHION_MNIST_MEAN 0.2860f
+#define SM_FASHION_MNIST_STD 0.3530f
+
 typedef struct sm_dataset {
     int64_t n, c, h, w;   /* n images of c channels, h rows, w columns */
     uint8_t *images;      /* (n, c, h, w), row-major, owned */
@@ -1045,13 +1051,16 @@ typedef struct sm_gallery_search_opts {
     int64_t hnsw_efc;  /* HNSW build: efConstruction (0: 200) */
 } sm_gallery_search_opts;
 
+/* Largest k (and rerank) a search accepts. */
+#define SM_GALLERY_MAX_K 100000
+
 /* Top-k items for each query q (nq, d): ids (nq, k) item ids (-1 past the
  * end), sims (nq, k) cosine similarities, best first, ties to the lower id
  * (items sit in memory in id order). Queries are L2-normalised here. opts
  * may be NULL (AUTO).
  * The embeddings are read from SQLite at the first search after open and
  * again when another connection has changed the gallery.
- * Errors: SM_ERR_ARG (k < 1 or too large, nq < 0), SM_ERR_SHAPE (d != the
+ * Errors: SM_ERR_ARG (k outside 1..SM_GALLERY_MAX_K, nq < 0), SM_ERR_SHAPE (d != the
  * gallery's dim), SM_ERR_NAN (a query not finite or zero), SM_ERR_FORMAT (a
  * damaged embedding row), SM_ERR_NOMEM. */
 sm_status sm_gallery_search(sm_gallery *g, const float *q, int64_t nq, int64_t d, int64_t k,

@@ -51,8 +51,9 @@
  * them once per block of queries and runs at compute speed. */
 #define SM_INDEX_GEMM_MIN 4
 
-/* Largest k accepted by every search (a top-k heap per query per thread). */
-#define SM_INDEX_MAX_K 100000
+/* Largest k accepted by every search (a top-k heap per query per thread):
+ * the gallery's public limit. */
+#define SM_INDEX_MAX_K SM_GALLERY_MAX_K
 
 /* Sets the size (n * d floats, > 0) from which one query's scan is split over
  * the OpenMP threads, and returns the previous value (floats <= 0 only

@@ -18,11 +18,6 @@
 
 #include "simile.h"
 
-/* Fashion-MNIST training-set pixel statistics on x/255 (the usual values,
- * e.g. torchvision examples: mean 0.2860, std 0.3530). */
-#define SM_FASHION_MNIST_MEAN 0.2860f
-#define SM_FASHION_MNIST_STD 0.3530f
-
 typedef struct sm_loader sm_loader;
 
 /* Creates a loader over ds (borrowed: it must outlive the loader and not
