@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Reads the token: the file's first line, surrounding whitespace removed. */
 static char *read_token(const char *path)
 {
