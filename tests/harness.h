@@ -53,6 +53,42 @@ static inline double th_close_case(const char *cs, const char *what, const float
     return th_close(label, got, ref, n, tol, fmax(0.05 * mx, 1e-30));
 }
 
+/* A scratch directory for a test program's files. th_tmp_make("gallery")
+ * creates $TMPDIR/simile-test-gallery.XXXXXX (/tmp without TMPDIR) and
+ * returns 0, or reports and returns 1; th_tmp_dir() is its path, th_tmp(name)
+ * the path of a file in it (one of 8 rotating buffers: copy a path that must
+ * outlive 8 more calls); th_tmp_remove() deletes it with all it holds. */
+static inline char *th_tmp_dir(void)
+{
+    static char dir[256];
+    return dir;
+}
+
+static inline int th_tmp_make(const char *name)
+{
+    char *dir = th_tmp_dir();
+    snprintf(dir, 256, "%s/simile-test-%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
+    if (mkdtemp(dir)) return 0;
+    perror("mkdtemp");
+    return 1;
+}
+
+static inline const char *th_tmp(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", th_tmp_dir(), name);
+    return buf[k];
+}
+
+static inline void th_tmp_remove(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", th_tmp_dir());
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", th_tmp_dir());
+}
+
 static inline int th_done(void)
 {
     printf("%d passed, %d failed\n", th_passed, th_failed);

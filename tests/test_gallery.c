@@ -15,16 +15,6 @@
 #include "index.h"
 #include "rng.h"
 
-static char dir[256];
-
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
 
 /* hex SHA-256 of a file, "" if missing: the "untouched" checks */
 static void file_sum(const char *path, char out[65])
@@ -110,7 +100,7 @@ static void test_identity(void)
     CHECK(sm_model_embed(a, x, 2, e, &err) == SM_OK);
     sm_model_identity(a, ia2);
     CHECK(!memcmp(ia, ia2, 32));
-    const char *mp = tpath("m.safetensors");
+    const char *mp = th_tmp("m.safetensors");
     CHECK(sm_model_save(a, mp, NULL, &err) == SM_OK);
     CHECK(sm_model_load(&l, mp, &err) == SM_OK);
     if (l) {
@@ -139,7 +129,7 @@ static void test_basic(void)
     sm_err err = {0};
     const int64_t d = 8;
     sm_gallery_model m = fake_model(1, d, "m1.safetensors");
-    const char *gp = tpath("basic.db");
+    const char *gp = th_tmp("basic.db");
     sm_gallery *g = NULL;
     /* no file, no create: IO; create needs a model */
     CHECK(sm_gallery_open(&g, gp, &m, NULL, &err) == SM_ERR_IO && strstr(err.msg, "no such file"));
@@ -283,7 +273,7 @@ static void test_not_a_gallery(void)
     sm_gallery_options co = {.create = true};
     char before[65], after[65];
     /* a text file, an empty file, another application's SQLite database, a directory */
-    const char *tp = tpath("text.db");
+    const char *tp = th_tmp("text.db");
     FILE *f = fopen(tp, "w");
     fputs("this is not a database, just some text that is long enough to look like a header.\n", f);
     fclose(f);
@@ -291,12 +281,12 @@ static void test_not_a_gallery(void)
     CHECK(sm_gallery_open(&g, tp, &m, &co, &err) == SM_ERR_FORMAT && strstr(err.msg, "not a simile gallery"));
     file_sum(tp, after);
     CHECK(!strcmp(before, after));
-    const char *ep = tpath("empty.db");
+    const char *ep = th_tmp("empty.db");
     fclose(fopen(ep, "w"));
     CHECK(sm_gallery_open(&g, ep, &m, &co, &err) == SM_ERR_FORMAT && strstr(err.msg, "not a simile gallery"));
     struct stat sb;
     CHECK(stat(ep, &sb) == 0 && sb.st_size == 0);
-    const char *op = tpath("other.db");
+    const char *op = th_tmp("other.db");
     sqlite3 *raw;
     if (sqlite3_open(op, &raw) == SQLITE_OK) {
         sqlite3_exec(raw, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", NULL, NULL, NULL);
@@ -306,7 +296,7 @@ static void test_not_a_gallery(void)
     CHECK(sm_gallery_open(&g, op, &m, &co, &err) == SM_ERR_FORMAT && strstr(err.msg, "another application"));
     file_sum(op, after);
     CHECK(!strcmp(before, after));
-    CHECK(sm_gallery_open(&g, dir, &m, &co, &err) == SM_ERR_FORMAT);
+    CHECK(sm_gallery_open(&g, th_tmp_dir(), &m, &co, &err) == SM_ERR_FORMAT);
     CHECK(!g);
 }
 
@@ -315,7 +305,7 @@ static void test_damaged(void)
     sm_err err = {0};
     const int64_t d = 64, n = 300;
     sm_gallery_model m = fake_model(3, d, NULL);
-    const char *gp = tpath("damaged.db");
+    const char *gp = th_tmp("damaged.db");
     sm_gallery_options co = {.create = true};
     sm_gallery *g = NULL;
     CHECK(sm_gallery_open(&g, gp, &m, &co, &err) == SM_OK);
@@ -359,7 +349,7 @@ static void test_indexes(void)
     sm_err err = {0};
     const int64_t d = 24, n = 1200, nq = 40, k = 10;
     sm_gallery_model m = fake_model(4, d, NULL);
-    const char *gp = tpath("idx.db");
+    const char *gp = th_tmp("idx.db");
     sm_gallery_options co = {.create = true};
     sm_gallery *g = NULL, *g2 = NULL;
     CHECK(sm_gallery_open(&g, gp, &m, &co, &err) == SM_OK);
@@ -435,7 +425,7 @@ static void test_int8_gallery(void)
     sm_err err = {0};
     const int64_t d = 32, n = 200;
     sm_gallery_model m = fake_model(5, d, NULL);
-    const char *gp = tpath("i8.db");
+    const char *gp = th_tmp("i8.db");
     sm_gallery_options co = {.create = true, .dtype = SM_GALLERY_I8};
     sm_gallery *g = NULL;
     CHECK(sm_gallery_open(&g, gp, &m, &co, &err) == SM_OK);
@@ -474,11 +464,7 @@ static void test_int8_gallery(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/simile-test-gallery.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (th_tmp_make("gallery")) return 1;
     test_sha256();
     test_identity();
     test_basic();
@@ -486,8 +472,6 @@ int main(void)
     test_damaged();
     test_indexes();
     test_int8_gallery();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    th_tmp_remove();
     return th_done();
 }

@@ -26,17 +26,6 @@
 #include "plot.h"
 #include "rng.h"
 
-static char tmpdir[256];
-
-static const char *tpath(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
 /* ------------------------------------------------------------------ PNG check */
 
 typedef struct png_info {
@@ -171,10 +160,10 @@ static void test_features(void)
     const char *cap = "a caption long enough to wrap onto two lines in a picture of three panels, which "
                       "is what happens when a caption says a lot about the run, the data set, the heads "
                       "and the number of epochs";
-    sm_status st = sm_plot_features(tpath("f2.png"), p, 3, 2, names, 10, cap, &w, &h, &err);
+    sm_status st = sm_plot_features(th_tmp("f2.png"), p, 3, 2, names, 10, cap, &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
     png_info pi;
-    if (!st && read_png(tpath("f2.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("f2.png"), &pi) == 0) {
         CHECKF(pi.w == w && pi.h == h, "PNG is %dx%d, call said %dx%d", pi.w, pi.h, w, h);
         CHECKF(w == 3 * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP, "width %d", w);
         /* two caption lines, one legend row of ten names in 1160 px */
@@ -183,9 +172,9 @@ static void test_features(void)
         CHECKF(colors_present(&pi, 10) == 10, "%d of 10 class colours present", colors_present(&pi, 10));
     }
     /* one panel: the legend wraps into rows */
-    st = sm_plot_features(tpath("f1.png"), p, 1, 2, names, 10, NULL, &w, &h, &err);
+    st = sm_plot_features(th_tmp("f1.png"), p, 1, 2, names, 10, NULL, &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
-    if (!st && read_png(tpath("f1.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("f1.png"), &pi) == 0) {
         CHECK(pi.w == SM_PLOT_PANEL + 2 * SM_PLOT_GAP && pi.h == h);
         int rows = (h - SM_PLOT_TOP(0) - 50 - SM_PLOT_PANEL - 10 - SM_PLOT_GAP) / 22;
         CHECKF(rows >= 3, "legend of 10 long names in %d px has %d rows", pi.w, rows);
@@ -193,39 +182,39 @@ static void test_features(void)
     }
     /* five panels: rows of three and two */
     sm_plot_features_panel p5[5] = {p[0], p[1], p[2], p[0], p[1]};
-    st = sm_plot_features(tpath("f5.png"), p5, 5, 2, names, 10, NULL, &w, &h, &err);
+    st = sm_plot_features(th_tmp("f5.png"), p5, 5, 2, names, 10, NULL, &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
-    if (!st && read_png(tpath("f5.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("f5.png"), &pi) == 0) {
         CHECKF(pi.w == 3 * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP && pi.w == w, "width %d", pi.w);
         CHECKF(pi.h == SM_PLOT_TOP(0) + 2 * (50 + SM_PLOT_PANEL) + 16 + 10 + 22 + SM_PLOT_GAP && pi.h == h, "height %d", pi.h);
         CHECK(colors_present(&pi, 10) == 10);
     }
     /* 3-d */
     sm_plot_features_panel q[2] = {{"NormFace  s=30", "3-d", e3, lab, N, c3}, {"CosFace", NULL, e3, lab, N, NULL}};
-    st = sm_plot_features(tpath("f3.png"), q, 2, 3, names, 10, "sphere", &w, &h, &err);
+    st = sm_plot_features(th_tmp("f3.png"), q, 2, 3, names, 10, "sphere", &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
-    if (!st && read_png(tpath("f3.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("f3.png"), &pi) == 0) {
         CHECK(pi.w == 2 * (SM_PLOT_PANEL + SM_PLOT_GAP) + SM_PLOT_GAP && pi.h == h);
         CHECKF(colors_present(&pi, 10) == 10, "%d of 10 class colours present", colors_present(&pi, 10));
         CHECK(pi.ink > 0.03);
     }
     /* SVG and PDF by extension */
-    CHECK(sm_plot_features(tpath("f.svg"), q, 1, 3, names, 10, NULL, NULL, NULL, &err) == SM_OK);
-    CHECK(file_starts(tpath("f.svg"), "<?xml") || file_starts(tpath("f.svg"), "<svg"));
-    CHECK(sm_plot_features(tpath("f.pdf"), p, 2, 2, names, 10, NULL, NULL, NULL, &err) == SM_OK);
-    CHECK(file_starts(tpath("f.pdf"), "%PDF-"));
+    CHECK(sm_plot_features(th_tmp("f.svg"), q, 1, 3, names, 10, NULL, NULL, NULL, &err) == SM_OK);
+    CHECK(file_starts(th_tmp("f.svg"), "<?xml") || file_starts(th_tmp("f.svg"), "<svg"));
+    CHECK(sm_plot_features(th_tmp("f.pdf"), p, 2, 2, names, 10, NULL, NULL, NULL, &err) == SM_OK);
+    CHECK(file_starts(th_tmp("f.pdf"), "%PDF-"));
     /* errors */
-    st = sm_plot_features(tpath("x.png"), p, 1, 4, names, 10, NULL, NULL, NULL, &err);
+    st = sm_plot_features(th_tmp("x.png"), p, 1, 4, names, 10, NULL, NULL, NULL, &err);
     CHECKF(st == SM_ERR_ARG && strstr(err.msg, "2 or 3"), "%s", err.msg);
     lab[5] = 10;
-    st = sm_plot_features(tpath("x.png"), p, 1, 2, names, 10, NULL, NULL, NULL, &err);
+    st = sm_plot_features(th_tmp("x.png"), p, 1, 2, names, 10, NULL, NULL, NULL, &err);
     CHECKF(st == SM_ERR_ARG && strstr(err.msg, "label 10"), "%s", err.msg);
     lab[5] = 0;
     st = sm_plot_features("/nonexistent/dir/x.png", p, 1, 2, names, 10, NULL, NULL, NULL, &err);
     CHECKF(st == SM_ERR_IO && strstr(err.msg, "/nonexistent/dir/x.png") && !strchr(err.msg, '\n'), "%s", err.msg);
-    st = sm_plot_features(tpath("x.gif"), p, 1, 2, names, 10, NULL, NULL, NULL, &err);
+    st = sm_plot_features(th_tmp("x.gif"), p, 1, 2, names, 10, NULL, NULL, NULL, &err);
     CHECKF(st == SM_ERR_ARG && strstr(err.msg, ".gif"), "%s", err.msg);
-    CHECK(!exists(tpath("x.png")) && !exists(tpath("x.gif")));
+    CHECK(!exists(th_tmp("x.png")) && !exists(th_tmp("x.gif")));
 }
 
 /* ------------------------------------------------------------------ PCA */
@@ -278,51 +267,51 @@ static void write_text(const char *path, const char *s)
 
 static void test_curves(void)
 {
-    write_text(tpath("a.log.jsonl"),
+    write_text(th_tmp("a.log.jsonl"),
                "{\"epoch\": 1, \"step\": 10, \"loss\": 2.5, \"train_accuracy\": 0.5, \"val_accuracy\": 0.6, \"images_per_s\": 1000.0, \"lr\": 0.1, \"epoch_s\": 1.0}\n"
                "\n"
                "{\"epoch\": 2, \"step\": 20, \"loss\": 1.5, \"train_accuracy\": 0.7, \"val_accuracy\": 0.75, \"images_per_s\": 1000.0, \"lr\": 0.05, \"epoch_s\": 1.0}\n"
                "{\"epoch\": 3, \"step\": 30, \"loss\": 1.0, \"train_accuracy\": 0.8, \"val_accuracy\": -1, \"images_per_s\": 1000.0, \"lr\": 0.0, \"epoch_s\": 1.0}\n");
-    write_text(tpath("b.log.jsonl"), "{\"epoch\": 1, \"loss\": 3.0, \"lr\": 0.01}\n{\"epoch\": 2, \"loss\": 2.0, \"lr\": 0.01}\n");
+    write_text(th_tmp("b.log.jsonl"), "{\"epoch\": 1, \"loss\": 3.0, \"lr\": 0.01}\n{\"epoch\": 2, \"loss\": 2.0, \"lr\": 0.01}\n");
     sm_err err = {0};
     sm_plot_run runs[3];
-    sm_status st = sm_plot_read_log(tpath("a.log.jsonl"), &runs[0], &err);
+    sm_status st = sm_plot_read_log(th_tmp("a.log.jsonl"), &runs[0], &err);
     CHECKF(st == SM_OK, "%s", err.msg);
-    CHECK(sm_plot_read_log(tpath("b.log.jsonl"), &runs[1], &err) == SM_OK);
+    CHECK(sm_plot_read_log(th_tmp("b.log.jsonl"), &runs[1], &err) == SM_OK);
     if (st) return;
     CHECK(runs[0].n == 3 && !strcmp(runs[0].name, "a.log.jsonl"));
     CHECK(runs[0].epoch[2] == 3 && runs[0].loss[1] == 1.5 && runs[0].val_acc[2] == -1 && runs[0].lr[1] == 0.05);
     CHECK(runs[1].n == 2 && runs[1].train_acc[0] == -1 && runs[1].val_acc[1] == -1);
     /* a single-epoch run draws too */
-    write_text(tpath("c.log.jsonl"), "{\"epoch\": 1, \"loss\": 0.5, \"val_accuracy\": 0.9, \"lr\": 0.001}\n");
-    CHECK(sm_plot_read_log(tpath("c.log.jsonl"), &runs[2], &err) == SM_OK);
+    write_text(th_tmp("c.log.jsonl"), "{\"epoch\": 1, \"loss\": 0.5, \"val_accuracy\": 0.9, \"lr\": 0.001}\n");
+    CHECK(sm_plot_read_log(th_tmp("c.log.jsonl"), &runs[2], &err) == SM_OK);
     int w, h;
-    st = sm_plot_curves(tpath("c.png"), runs, 3, "three runs", &w, &h, &err);
+    st = sm_plot_curves(th_tmp("c.png"), runs, 3, "three runs", &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
     png_info pi;
-    if (!st && read_png(tpath("c.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("c.png"), &pi) == 0) {
         CHECKF(pi.w == 1140 && pi.h == SM_PLOT_TOP(1) + 300 + 12 + 22 + SM_PLOT_GAP, "size %dx%d", pi.w, pi.h);
         CHECK(pi.ink > 0.03);
         CHECKF(colors_present(&pi, 3) == 3, "run colours: %lld %lld %lld px", (long long)pi.color[0],
                (long long)pi.color[1], (long long)pi.color[2]);
     }
-    CHECK(sm_plot_curves(tpath("c.svg"), runs, 2, NULL, NULL, NULL, &err) == SM_OK && file_starts(tpath("c.svg"), "<?xml"));
+    CHECK(sm_plot_curves(th_tmp("c.svg"), runs, 2, NULL, NULL, NULL, &err) == SM_OK && file_starts(th_tmp("c.svg"), "<?xml"));
     for (int i = 0; i < 3; i++) sm_plot_run_free(&runs[i]);
     sm_plot_run_free(NULL);
 
     /* bad logs: one line each, naming the file */
     sm_plot_run r;
-    write_text(tpath("empty.log.jsonl"), "");
-    st = sm_plot_read_log(tpath("empty.log.jsonl"), &r, &err);
+    write_text(th_tmp("empty.log.jsonl"), "");
+    st = sm_plot_read_log(th_tmp("empty.log.jsonl"), &r, &err);
     CHECKF(st == SM_ERR_FORMAT && strstr(err.msg, "empty.log.jsonl") && strstr(err.msg, "empty"), "%s", err.msg);
-    write_text(tpath("blank.log.jsonl"), "\n  \n");
-    CHECK(sm_plot_read_log(tpath("blank.log.jsonl"), &r, &err) == SM_ERR_FORMAT && strstr(err.msg, "empty"));
-    write_text(tpath("bad.log.jsonl"), "{\"epoch\": 1, \"loss\": 1, \"lr\": 0.1}\nnot json\n");
-    st = sm_plot_read_log(tpath("bad.log.jsonl"), &r, &err);
+    write_text(th_tmp("blank.log.jsonl"), "\n  \n");
+    CHECK(sm_plot_read_log(th_tmp("blank.log.jsonl"), &r, &err) == SM_ERR_FORMAT && strstr(err.msg, "empty"));
+    write_text(th_tmp("bad.log.jsonl"), "{\"epoch\": 1, \"loss\": 1, \"lr\": 0.1}\nnot json\n");
+    st = sm_plot_read_log(th_tmp("bad.log.jsonl"), &r, &err);
     CHECKF(st == SM_ERR_FORMAT && strstr(err.msg, "bad.log.jsonl:2"), "%s", err.msg);
-    write_text(tpath("nolr.log.jsonl"), "{\"epoch\": 1, \"loss\": 1}\n");
-    CHECK(sm_plot_read_log(tpath("nolr.log.jsonl"), &r, &err) == SM_ERR_FORMAT && strstr(err.msg, ":1"));
-    st = sm_plot_read_log(tpath("missing.log.jsonl"), &r, &err);
+    write_text(th_tmp("nolr.log.jsonl"), "{\"epoch\": 1, \"loss\": 1}\n");
+    CHECK(sm_plot_read_log(th_tmp("nolr.log.jsonl"), &r, &err) == SM_ERR_FORMAT && strstr(err.msg, ":1"));
+    st = sm_plot_read_log(th_tmp("missing.log.jsonl"), &r, &err);
     CHECKF(st == SM_ERR_IO && strstr(err.msg, "missing.log.jsonl"), "%s", err.msg);
     CHECK(r.name == NULL && r.n == 0);
 }
@@ -344,10 +333,10 @@ static void test_retrieval(void)
     static const char *const names[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "a name too long for a cell"};
     sm_err err = {0};
     int w, h;
-    sm_status st = sm_plot_retrieval(tpath("r.png"), q, qc, NQ, hits, hc, sim, K, 1, H, W, names, 10, "retrieval", &w, &h, &err);
+    sm_status st = sm_plot_retrieval(th_tmp("r.png"), q, qc, NQ, hits, hc, sim, K, 1, H, W, names, 10, "retrieval", &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
     png_info pi;
-    if (!st && read_png(tpath("r.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("r.png"), &pi) == 0) {
         CHECKF(pi.w == 2 * SM_PLOT_GAP + SM_PLOT_CELL + 30 + K * (SM_PLOT_CELL + 12) && pi.w == w, "width %d", pi.w);
         CHECKF(pi.h == SM_PLOT_TOP(1) + 30 + NQ * (SM_PLOT_CELL + 44) && pi.h == h, "height %d", pi.h);
         /* frames are 4 px wide around 84 px images: ~ 4 * 4 * 88 px each */
@@ -366,9 +355,9 @@ static void test_retrieval(void)
     memset(h3, 50, sizeof h3);
     int32_t one = 0;
     float s1 = 1.0f;
-    CHECK(sm_plot_retrieval(tpath("r3.pdf"), q3, &one, 1, h3, &one, &s1, 1, 3, 20, 30, names, 10, NULL, NULL, NULL, &err) == SM_OK);
-    CHECK(file_starts(tpath("r3.pdf"), "%PDF-"));
-    CHECK(sm_plot_retrieval(tpath("r4.png"), q3, &one, 1, h3, &one, &s1, 1, 2, 20, 30, names, 10, NULL, NULL, NULL, &err) == SM_ERR_ARG);
+    CHECK(sm_plot_retrieval(th_tmp("r3.pdf"), q3, &one, 1, h3, &one, &s1, 1, 3, 20, 30, names, 10, NULL, NULL, NULL, &err) == SM_OK);
+    CHECK(file_starts(th_tmp("r3.pdf"), "%PDF-"));
+    CHECK(sm_plot_retrieval(th_tmp("r4.png"), q3, &one, 1, h3, &one, &s1, 1, 2, 20, 30, names, 10, NULL, NULL, NULL, &err) == SM_ERR_ARG);
 }
 
 /* ------------------------------------------------------------------ ROC */
@@ -385,16 +374,16 @@ static void test_roc(void)
     sm_plot_roc_curve c[2] = {{"model a", far, tar, N, ops, 3}, {"model b", far, far, N, NULL, 0}};
     sm_err err = {0};
     int w, h;
-    sm_status st = sm_plot_roc(tpath("roc.png"), c, 2, "ROC of two models", &w, &h, &err);
+    sm_status st = sm_plot_roc(th_tmp("roc.png"), c, 2, "ROC of two models", &w, &h, &err);
     CHECKF(st == SM_OK, "%s", err.msg);
     png_info pi;
-    if (!st && read_png(tpath("roc.png"), &pi) == 0) {
+    if (!st && read_png(th_tmp("roc.png"), &pi) == 0) {
         CHECK(pi.w == 760 && pi.h == 560 && w == 760 && h == 560);
         CHECK(pi.ink > 0.02);
         CHECKF(colors_present(&pi, 2) == 2, "curve colours %lld %lld px", (long long)pi.color[0], (long long)pi.color[1]);
     }
-    CHECK(sm_plot_roc(tpath("roc.svg"), c, 1, NULL, NULL, NULL, &err) == SM_OK && file_starts(tpath("roc.svg"), "<?xml"));
-    CHECK(sm_plot_roc(tpath("roc.png"), c, 0, NULL, NULL, NULL, &err) == SM_ERR_ARG);
+    CHECK(sm_plot_roc(th_tmp("roc.svg"), c, 1, NULL, NULL, NULL, &err) == SM_OK && file_starts(th_tmp("roc.svg"), "<?xml"));
+    CHECK(sm_plot_roc(th_tmp("roc.png"), c, 0, NULL, NULL, NULL, &err) == SM_ERR_ARG);
 }
 
 /* ------------------------------------------------------------------ digits */
@@ -418,7 +407,7 @@ static void write_digits(const char *dir, int d, int n, const char *extra)
 static void test_digits(void)
 {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/digits", tmpdir);
+    snprintf(dir, sizeof dir, "%s", th_tmp("digits"));
     mkdir(dir, 0755);
     for (int d = 0; d < 10; d++) write_digits(dir, d, 6 + d % 2, NULL);
     sm_dataset tr, te;
@@ -491,13 +480,6 @@ static void test_digits(void)
 
 /* ------------------------------------------------------------------ main */
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "png")) {
@@ -507,11 +489,7 @@ int main(int argc, char **argv)
                (long long)pi.color[10], (long long)pi.color[11]);
         return 0;
     }
-    snprintf(tmpdir, sizeof tmpdir, "%s/simile-plot.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (th_tmp_make("plot")) return 1;
     test_palette_and_formats();
     test_features();
     test_pca();
@@ -520,7 +498,7 @@ int main(int argc, char **argv)
     test_roc();
     test_digits();
     sm_plot_cleanup();
-    if (getenv("SIMILE_KEEP")) printf("pictures kept in %s\n", tmpdir);
-    else rm_rf(tmpdir);
+    if (getenv("SIMILE_KEEP")) printf("pictures kept in %s\n", th_tmp_dir());
+    else th_tmp_remove();
     return th_done();
 }

@@ -21,17 +21,6 @@
 #include "simile.h"
 #include "harness.h"
 
-static char dir[256];
-
-static const char *tpath(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* Sends one request (Connection: close) to 127.0.0.1:port and reads the
  * whole answer into resp (NUL-terminated). Returns the HTTP status, -1 when
  * the exchange failed. */
@@ -86,8 +75,8 @@ static int make_model(const char *mp, uint8_t id[32])
 
 static void test_serving(void)
 {
-    const char *mp = tpath("m.safetensors");
-    const char *gp = tpath("g.db");
+    const char *mp = th_tmp("m.safetensors");
+    const char *gp = th_tmp("g.db");
     sm_err err = {0};
     uint8_t id[32];
     CHECK(make_model(mp, id));
@@ -155,14 +144,14 @@ static void test_refusals(void)
 {
     sm_err err = {0};
     sm_server *s = NULL;
-    const char *mp = tpath("m.safetensors");   /* made by test_serving */
+    const char *mp = th_tmp("m.safetensors");   /* made by test_serving */
     CHECK(sm_serve_start(&s, NULL, &err) == SM_ERR_ARG && !s && err.msg[0]);
-    sm_serve_config cfg = {.gallery_path = tpath("r.db")};
+    sm_serve_config cfg = {.gallery_path = th_tmp("r.db")};
     CHECKF(sm_serve_start(&s, &cfg, &err) == SM_ERR_ARG && !s && strstr(err.msg, "model"), "%s", err.msg);
-    cfg.model_path = tpath("none.safetensors");
+    cfg.model_path = th_tmp("none.safetensors");
     sm_status st = sm_serve_start(&s, &cfg, &err);
     CHECKF(st != SM_OK && !s && strstr(err.msg, "none.safetensors"), "%d %s", (int)st, err.msg);
-    const char *junk = tpath("junk.safetensors");
+    const char *junk = th_tmp("junk.safetensors");
     FILE *f = fopen(junk, "w");
     if (f) {
         fputs("not a checkpoint at all", f);
@@ -174,7 +163,7 @@ static void test_refusals(void)
     cfg.model_path = mp;
     cfg.gallery_path = NULL;
     CHECKF(sm_serve_start(&s, &cfg, &err) == SM_ERR_ARG && !s && strstr(err.msg, "gallery"), "%s", err.msg);
-    cfg.gallery_path = tpath("r.db");
+    cfg.gallery_path = th_tmp("r.db");
     cfg.listen = "not-an-address";
     CHECKF(sm_serve_start(&s, &cfg, &err) == SM_ERR_ARG && !s && strstr(err.msg, "not-an-address"), "%s", err.msg);
     sm_serve_stop(s);
@@ -195,16 +184,10 @@ static void test_thumb_path(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/simile-test-serve.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (th_tmp_make("serve")) return 1;
     test_serving();
     test_refusals();
     test_thumb_path();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    th_tmp_remove();
     return th_done();
 }
