@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include "ckpt.h"
-#include "simile.h"
 #include "gemm.h"
 #include "index.h"
 #include "status.h"

@@ -302,7 +302,7 @@ start_server "$T/server2.out" "$T/server2.err" --model "$T/m.safetensors" --gall
 [ -n "$PORT" ] && ok "second server (--request-timeout 2 --max-conns-per-ip 40) on port $PORT" ||
     { bad "server 2 start" "$(head -c 400 "$T/server2.out" "$T/server2.err")"; finish; }
 U=http://127.0.0.1:$PORT
-# a third 'simile serve' on the port of the running one: refused in one line
+# another 'simile serve' on the port of the running one: refused in one line
 # (the port is not shared), exit 1, while the running server keeps it
 "$SIMILE" serve --model "$T/m.safetensors" --gallery "$G" --port "$PORT" --threads 1 >"$T/dup.out" 2>"$T/dup.err" &
 DPID=$!
