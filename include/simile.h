@@ -236,7 +236,11 @@ sm_status sm_model_train_step(sm_model *m, const float *x, const int32_t *labels
 
 /* Inference (eval mode: BN running statistics, no dropout) on x (N,C,H,W):
  * emb (N,D) receives L2-normalised embeddings; pred (N) the head's argmax
- * class (for margin heads the nearest class centre by cosine). */
+ * class (for margin heads the nearest class centre by cosine). A conv
+ * followed by a batch norm (and a ReLU) runs as one pass with the batch norm
+ * folded into the conv's output; the fold is taken from the parameters and
+ * running statistics at each call, so changes made through sm_model_params
+ * or sm_model_tensor apply at once. */
 sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb, sm_err *err);
 sm_status sm_model_predict(sm_model *m, const float *x, int64_t n, int32_t *pred, sm_err *err);
 

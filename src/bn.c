@@ -115,6 +115,16 @@ void sm_bn_forward_eval(float *out, const float *inp, const float *gamma, const 
     }
 }
 
+void sm_bn_fold(float *center, float *scale, const float *bias, const float *gamma,
+                const float *running_mean, const float *running_var, int64_t c, float eps)
+{
+    for (int64_t ch = 0; ch < c; ch++) {
+        double is = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+        center[ch] = (float)((double)running_mean[ch] - (bias ? (double)bias[ch] : 0.0));
+        scale[ch] = (float)((gamma ? (double)gamma[ch] : 1.0) * is);
+    }
+}
+
 void sm_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                     const float *inp, const float *mean, const float *invstd,
                     const float *gamma, int64_t outer, int64_t c, int64_t inner)

@@ -215,9 +215,38 @@ static void col2im_add(float *dinp, const float *dcol, const sm_conv_shape *s, i
             }
 }
 
-/* out = conv(inp) (+ bias) when beta is 0; out += conv(inp) when beta is 1.
- * Thread t's column buffer is at scratch + t * stride. */
-static void conv_forward(float *out, const float *inp, const float *weight, const float *bias,
+/* What happens to a chunk of output rows right after its GEMM, while they are
+ * still in cache: nothing, a bias, or a folded eval-mode batch norm with an
+ * optional ReLU (see sm_conv2d_forward_bn). */
+typedef struct conv_epilogue {
+    const float *bias;                    /* out += bias[co] */
+    const float *center, *scale, *shift;  /* out = (out - center[co]) * scale[co] + shift[co] */
+    bool relu;                            /* then out = max(out, 0) */
+} conv_epilogue;
+
+static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, const conv_epilogue *e)
+{
+    for (int64_t co = 0; co < cout; co++) {
+        float *row = o + co * ld;
+        if (e->center) {
+            float c0 = e->center[co], sc = e->scale[co], sh = e->shift ? e->shift[co] : 0.0f;
+            if (e->relu)
+                for (int64_t j = 0; j < cols; j++) {
+                    float v = (row[j] - c0) * sc + sh;
+                    row[j] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int64_t j = 0; j < cols; j++) row[j] = (row[j] - c0) * sc + sh;
+        } else if (e->bias) {
+            float b = e->bias[co];
+            for (int64_t j = 0; j < cols; j++) row[j] += b;
+        }
+    }
+}
+
+/* out = epilogue(conv(inp)) when beta is 0; out += conv(inp) when beta is 1
+ * (e NULL). Thread t's column buffer is at scratch + t * stride. */
+static void conv_forward(float *out, const float *inp, const float *weight, const conv_epilogue *e,
                          const sm_conv_shape *s, float *scratch, int64_t per_thread, float beta)
 {
     const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
@@ -236,18 +265,23 @@ static void conv_forward(float *out, const float *inp, const float *weight, cons
             im2col(col, inp, s, n0, nc);
             sm_gemm(false, false, s->cout, cols, K, 1.0f, weight, K, col, cols, beta, o, NP);
         }
-        if (bias)
-            for (int64_t co = 0; co < s->cout; co++) {
-                float b = bias[co], *row = o + co * NP;
-                for (int64_t j = 0; j < cols; j++) row[j] += b;
-            }
+        if (e) epilogue_rows(o, NP, cols, s->cout, e);
     }
 }
 
 void sm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        const sm_conv_shape *s, float *scratch)
 {
-    conv_forward(out, inp, weight, bias, s, scratch, conv_thread_floats(s), 0.0f);
+    conv_epilogue e = {.bias = bias};
+    conv_forward(out, inp, weight, &e, s, scratch, conv_thread_floats(s), 0.0f);
+}
+
+void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
+                          const float *scale, const float *shift, bool relu,
+                          const sm_conv_shape *s, float *scratch)
+{
+    conv_epilogue e = {.center = center, .scale = scale, .shift = shift, .relu = relu};
+    conv_forward(out, inp, weight, &e, s, scratch, conv_thread_floats(s), 0.0f);
 }
 
 void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -28,6 +28,7 @@
  * contract, used as the test oracle and kept simple on purpose. */
 #ifndef SM_KERNELS_H
 #define SM_KERNELS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,14 @@ size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads);
 /* out (Cout,N,OH,OW) = conv(inp (Cin,N,H,W), weight) + bias (Cout) (bias may be NULL). */
 void sm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        const sm_conv_shape *s, float *scratch);
+/* Inference form of conv -> eval-mode batch norm [-> ReLU] in one pass, the
+ * batch norm applied to each block of output rows while it is in cache:
+ *   out[co] = (conv(inp)[co] - center[co]) * scale[co] + shift[co],
+ * then max(out, 0) when relu. sm_bn_fold gives center and scale for a batch
+ * norm after a conv with bias; shift (the batch norm's beta) may be NULL (0). */
+void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
+                          const float *scale, const float *shift, bool relu,
+                          const sm_conv_shape *s, float *scratch);
 /* dinp (Cin,N,H,W) += ..., dweight (Cout,Cin,KH,KW) += ..., dbias (Cout) += ...;
  * any of the three may be NULL. */
 void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -73,6 +82,14 @@ void sm_bn_forward_train(float *out, float *mean, float *invstd, float *running_
 void sm_bn_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
                         const float *running_mean, const float *running_var, int64_t outer,
                         int64_t c, int64_t inner, float eps);
+/* Folds an eval-mode batch norm that follows a layer with bias (bias, gamma
+ * may be NULL: 0 and 1) into the centred affine map sm_conv2d_forward_bn
+ * applies: center = running_mean - bias, scale = gamma / sqrt(running_var + eps).
+ * The output is then (y - center) * scale + beta for the layer's output y
+ * without its bias: centred first, as sm_bn_forward_eval, so a large mean
+ * cancels exactly instead of in the scaled value. */
+void sm_bn_fold(float *center, float *scale, const float *bias, const float *gamma,
+                const float *running_mean, const float *running_var, int64_t c, float eps);
 /* Backward of the training forward (batch statistics). */
 void sm_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                     const float *inp, const float *mean, const float *invstd,

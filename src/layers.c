@@ -512,6 +512,32 @@ static void l2norm_backward(sm_layer *l, sm_model *m, const float *in, const flo
 static const struct sm_layer_ops l2norm_ops = {
     "l2norm", "", l2norm_build, l2norm_plan, none_init, l2norm_forward, l2norm_backward};
 
+/* ------------------------------------------------------------------ inference fusion
+ * In eval mode a batch norm is a fixed per-channel affine map, so after a conv
+ * it folds into the conv's output pass (sm_conv2d_forward_bn), and a ReLU
+ * after it joins the same pass: one sweep over the output instead of three.
+ * The fold is recomputed on every call from the current parameters and
+ * running statistics (2*C floats, nothing cached), so a caller may change
+ * them through sm_model_params / sm_model_tensor at any time. center and
+ * scale live in the batch norm's save area, which only training uses. */
+int sm_layers_forward_fused(sm_model *m, int i, const float *in, int64_t n)
+{
+    if (m->training || i + 1 >= m->nlayers) return 0;
+    sm_layer *cv = &m->layers[i], *bn = &m->layers[i + 1];
+    if (cv->ops != &conv_ops || bn->ops != &bn_ops || !bn->save) return 0;
+    bool relu = i + 2 < m->nlayers && m->layers[i + 2].ops == &relu_ops;
+    int used = relu ? 3 : 2;
+    int64_t c = bn->in.c;
+    float *center = bn->save, *scale = bn->save + c;
+    sm_bn_fold(center, scale, cv->b >= 0 ? sm_model_param(m, cv->b) : NULL, sm_model_param(m, bn->w),
+               sm_model_param(m, bn->rmean), sm_model_param(m, bn->rvar), c, bn->eps);
+    sm_conv_shape s;
+    conv_shape(cv, n, &s);
+    sm_conv2d_forward_bn(m->acts[i + used - 1], in, sm_model_param(m, cv->w), center, scale,
+                         sm_model_param(m, bn->b), relu, &s, m->scratch);
+    return used;
+}
+
 /* ------------------------------------------------------------------ table */
 static const struct sm_layer_ops *const all_ops[] = {
     &conv_ops, &bn_ops, &relu_ops, &prelu_ops, &dropout_ops, &dropout2d_ops, &maxpool_ops,

@@ -218,6 +218,7 @@ sm_status sm_model_new(sm_model **out, const char *spec, const sm_head_config *h
         m->layers[i].ops->init(&m->layers[i], m, sm_hash64(seed, (uint64_t)i));
     if (m->head) m->head->ops->init(m->head, m, sm_hash64(seed, 1000003));
     m->training = false;
+    m->fuse = true;
     m->in_mean = 0.0f;
     m->in_std = 1.0f;
     *out = m;
@@ -325,8 +326,13 @@ const float *sm_model_forward(sm_model *m, const float *x, int64_t n)
 {
     const float *in = x = input_layout(m, x, n);
     for (int i = 0; i < m->nlayers; i++) {
-        sm_layer *l = &m->layers[i];
-        l->ops->forward(l, m, in, m->acts[i], n);
+        int used = m->fuse ? sm_layers_forward_fused(m, i, in, n) : 0;
+        if (used) {
+            i += used - 1;
+        } else {
+            sm_layer *l = &m->layers[i];
+            l->ops->forward(l, m, in, m->acts[i], n);
+        }
         in = m->acts[i];
     }
     return in;

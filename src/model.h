@@ -82,6 +82,7 @@ struct sm_model {
     int32_t nnames;
     char **names;               /* class names (nnames), owned; may be NULL */
     bool training;
+    bool fuse;                  /* eval: conv-bn[-relu] in one pass (default; tests turn it off) */
     uint64_t step_seed;         /* varies per step: dropout masks */
     /* plan */
     int64_t plan_n;

@@ -547,6 +547,53 @@ static void finite_differences(void)
 
 /* ------------------------------------------------------------- (c) fast vs naive conv */
 
+/* The inference form conv -> eval batch norm [-> ReLU] in one pass
+ * (sm_conv2d_forward_bn with sm_bn_fold) against the three layers run one by
+ * one (naive conv with bias, sm_bn_forward_eval, sm_relu_forward), with and
+ * without ReLU and beta; then with a bias and running mean near 1000 and a
+ * spread of 1 (|mean| >> std) against the same map in double: a fold that
+ * subtracted the mean after scaling would lose ~1e-4 there. ref is the naive
+ * conv's output with bias b. */
+static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const float *x,
+                             const float *w, const float *b, const float *ref, float *scratch)
+{
+    int64_t C = s->cout, P = s->n * s->oh * s->ow, no = C * P;
+    float *gam = frand(C, 1.0), *bet = frand(C, 1.0), *rm = frand(C, 1.0), *rv = fbuf(C);
+    float *center = fbuf(C), *scale = fbuf(C), *want = fbuf(no), *got = fbuf(no);
+    for (int64_t c = 0; c < C; c++) rv[c] = 0.2f + (float)fabs(sm_rng_normal(&rng));
+    char what[200];
+    for (int v = 0; v < 3; v++) {   /* 0: ReLU, 1: no ReLU, 2: ReLU without beta */
+        bool relu = v != 1;
+        const float *beta = v == 2 ? NULL : bet;
+        sm_bn_forward_eval(want, ref, gam, beta, rm, rv, 1, C, P, 1e-5f);
+        if (relu) sm_relu_forward(want, want, no);
+        sm_bn_fold(center, scale, b, gam, rm, rv, C, 1e-5f);
+        sm_conv2d_forward_bn(got, x, w, center, scale, beta, relu, s, scratch);
+        snprintf(what, sizeof what, "%s bn-fold%s%s", label, relu ? "+relu" : "", beta ? "" : " no-beta");
+        th_close_case("fast/naive", what, got, want, no, TOL);
+    }
+    /* far from zero: conv output = conv(x) + ~1000, running mean ~1000 */
+    float *big = fbuf(C), *plain = fbuf(no);
+    sm_conv2d_forward_naive(plain, x, w, NULL, s);
+    for (int64_t c = 0; c < C; c++) {
+        big[c] = 1000.0f + (float)sm_rng_normal(&rng);
+        rm[c] = big[c] + (float)sm_rng_normal(&rng);
+        rv[c] = 1.0f;
+    }
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t j = 0; j < P; j++) {
+            double y = ((double)plain[c * P + j] - ((double)rm[c] - (double)big[c])) *
+                       ((double)gam[c] / sqrt(1.0 + 1e-5)) + (double)bet[c];
+            want[c * P + j] = (float)(y > 0 ? y : 0);
+        }
+    sm_bn_fold(center, scale, big, gam, rm, rv, C, 1e-5f);
+    sm_conv2d_forward_bn(got, x, w, center, scale, bet, true, s, scratch);
+    snprintf(what, sizeof what, "%s bn-fold mean 1000", label);
+    th_close_case("fast/naive", what, got, want, no, TOL);
+    free(gam); free(bet); free(rm); free(rv); free(center); free(scale); free(want); free(got);
+    free(big); free(plain);
+}
+
 static void conv_vs_naive(sm_conv_shape s, int threads)
 {
     char label[96];
@@ -565,6 +612,7 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     char what[160];
     snprintf(what, sizeof what, "%s out", label);
     th_close_case("fast/naive", what, o1, o2, no, TOL);
+    conv_bn_vs_naive(&s, label, x, w, b, o2, scratch);
     /* gradients start non-zero (accumulate rule) */
     float *dx1 = frand(nx, 1.0), *dw1 = frand(nw, 1.0), *db1 = frand(s.cout, 1.0);
     float *dx2 = fdup(dx1, nx), *dw2 = fdup(dw1, nw), *db2 = fdup(db1, s.cout);

@@ -324,6 +324,65 @@ static void test_tiny_training(void)
     sm_model_free(m); sm_model_free(m2);
 }
 
+/* Inference fuses conv -> bn [-> relu] into one pass (layers.c). The fused
+ * embeddings must match the layers run one by one, on a model whose batch
+ * norms have non-trivial running statistics and affine parameters, with
+ * every form of the pattern: conv-bn-relu, conv without bias, conv-bn with no
+ * relu, a bn after a pool (not fused). Changing a running statistic through
+ * the public tensor API must show in the next embedding (nothing cached). */
+static void test_fused_eval(void)
+{
+    sm_err err = {0};
+    const char *spec = "input 3 12 12\n"
+                       "conv 8 k=3 p=1\nbn\nrelu\n"
+                       "conv 8 k=3 p=1 bias=0\nbn\nrelu\nmaxpool k=2\n"
+                       "conv 12 k=3 s=2 p=1\nbn\n"
+                       "avgpool k=3\nbn\nrelu\nflatten\nlinear 10\nbn\n";
+    sm_model *m = NULL;
+    CHECK(sm_model_new(&m, spec, NULL, 0, 7, &err) == SM_OK);
+    if (!m) return;
+    sm_rng r;
+    sm_rng_seed(&r, 99);
+    for (int t = 0; t < sm_model_ntensors(m); t++) {
+        sm_tensor_info ti;
+        CHECK(sm_model_tensor(m, t, &ti) == SM_OK);
+        if (!strstr(ti.name, "running") && !(ti.ndim == 1 && strstr(ti.name, "weight"))) continue;
+        bool var = strstr(ti.name, "running_var") != NULL, gamma = !strstr(ti.name, "running");
+        for (int64_t i = 0; i < ti.numel; i++)
+            ti.data[i] = var ? 0.05f + (float)fabs(sm_rng_normal(&r)) : gamma ? 0.5f + (float)sm_rng_normal(&r)
+                                                                         : (float)sm_rng_normal(&r);
+    }
+    for (int t = 0; t < sm_model_ntensors(m); t++) {   /* betas and biases too */
+        sm_tensor_info ti;
+        sm_model_tensor(m, t, &ti);
+        if (ti.trainable && strstr(ti.name, "bias"))
+            for (int64_t i = 0; i < ti.numel; i++) ti.data[i] = (float)sm_rng_normal(&r);
+    }
+    enum { N = 9, D = 10 };
+    float x[N * 3 * 144], fused[N * D], plain[N * D];
+    for (int i = 0; i < N * 3 * 144; i++) x[i] = (float)sm_rng_normal(&r);
+    for (int round = 0; round < 2; round++) {
+        m->fuse = true;
+        CHECK(sm_model_embed(m, x, N, fused, &err) == SM_OK);
+        m->fuse = false;
+        CHECK(sm_model_embed(m, x, N, plain, &err) == SM_OK);
+        th_close(round ? "fused eval after a running_var changed" : "fused eval = layer by layer",
+                 fused, plain, N * D, 1e-5, 0.02);
+        if (round) break;
+        float before = fused[0];
+        sm_tensor_info ti;   /* the first batch norm's running variance, x4 */
+        for (int t = 0; t < sm_model_ntensors(m); t++)
+            if (sm_model_tensor(m, t, &ti) == SM_OK && !strcmp(ti.name, "layers.1.running_var")) break;
+        CHECK(!strcmp(ti.name, "layers.1.running_var"));
+        for (int64_t i = 0; i < ti.numel; i++) ti.data[i] *= 4.0f;
+        m->fuse = true;
+        CHECK(sm_model_embed(m, x, N, fused, &err) == SM_OK);
+        CHECKF(fabsf(fused[0] - before) > 1e-4f, "embedding unchanged (%g) after running_var x4", (double)before);
+    }
+    m->fuse = true;
+    sm_model_free(m);
+}
+
 static void test_sched(void)
 {
     sm_sched_config s = {.kind = SM_SCHED_COSINE};
@@ -365,6 +424,7 @@ int main(void)
     }
     test_arcface_near_centre();
     test_tiny_training();
+    test_fused_eval();
     test_sched();
     return th_done();
 }
