@@ -222,9 +222,17 @@ const char *sm_model_spec(const sm_model *m);      /* the spec text, owned by m 
 const sm_head_config *sm_model_head(const sm_model *m);   /* NULL without a head */
 void sm_model_input_shape(const sm_model *m, int64_t *c, int64_t *h, int64_t *w);
 
-/* Sizes the activation arena for batches of up to n (allocates once; a larger
- * n later re-plans). Training and inference calls plan themselves as needed. */
+/* Sizes the training arena (every layer's activation and the gradient
+ * buffers) for batches of up to n; allocates once, a larger n re-plans.
+ * sm_model_plan_inference sizes the much smaller inference arena instead (two
+ * activation buffers that the layers use in turn), for a model that only
+ * embeds; it does nothing when the model has a training arena, which
+ * inference then uses at its size. Both are optional: training and inference
+ * calls plan themselves (inference in chunks of up to 256), and a training
+ * step replaces an inference arena. Planning up front moves the allocation,
+ * and an out-of-memory error, out of the first call. */
 sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err);
+sm_status sm_model_plan_inference(sm_model *m, int64_t n, sm_err *err);
 
 /* One training forward + backward on x (N,C,H,W) with labels (N) in 0..C-1.
  * Leaves gradients in the model's gradient buffer (sm_model_grads); writes

@@ -121,7 +121,8 @@ void sm_dropout_backward(float *dinp, const float *dout, const float *mask, int6
  * On `planes` independent H x W planes (for (C,N,H,W), planes = C*N).
  * Output OH = (H + 2*pad - k)/stride + 1 (floor, as PyTorch's default).
  * Max pooling pads with -inf; argmax (planes*OH*OW) holds the index within
- * the input plane (h*W + w) of the chosen element (first maximum on ties).
+ * the input plane (h*W + w) of the chosen element (first maximum on ties);
+ * argmax may be NULL (inference: nothing kept for a backward).
  * Average pooling counts padded zeros (count_include_pad=True, PyTorch's default). */
 void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t planes,
                           int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,

@@ -350,8 +350,7 @@ static void maxpool_plan(sm_layer *l, int64_t n, size_t *save, size_t *scratch)
 
 static void maxpool_forward(sm_layer *l, sm_model *m, const float *in, float *out, int64_t n)
 {
-    (void)m;
-    sm_maxpool2d_forward(out, (int32_t *)(void *)l->save, in, l->in.c * n, l->in.h, l->in.w, l->k,
+    sm_maxpool2d_forward(out, m->training ? (int32_t *)(void *)l->save : NULL, in, l->in.c * n, l->in.h, l->in.w, l->k,
                          l->stride, l->pad, l->out.h, l->out.w);
 }
 
@@ -512,30 +511,44 @@ static void l2norm_backward(sm_layer *l, sm_model *m, const float *in, const flo
 static const struct sm_layer_ops l2norm_ops = {
     "l2norm", "", l2norm_build, l2norm_plan, none_init, l2norm_forward, l2norm_backward};
 
-/* ------------------------------------------------------------------ inference fusion
+/* ------------------------------------------------------------------ inference
  * In eval mode a batch norm is a fixed per-channel affine map, so after a conv
  * it folds into the conv's output pass (sm_conv2d_forward_bn), and a ReLU
  * after it joins the same pass: one sweep over the output instead of three.
  * The fold is recomputed on every call from the current parameters and
  * running statistics (2*C floats, nothing cached), so a caller may change
  * them through sm_model_params / sm_model_tensor at any time. center and
- * scale live in the batch norm's save area, which only training uses. */
-int sm_layers_forward_fused(sm_model *m, int i, const float *in, int64_t n)
+ * scale live in the batch norm's save area. */
+int sm_layers_fusable(const sm_model *m, int i)
 {
     if (m->training || i + 1 >= m->nlayers) return 0;
-    sm_layer *cv = &m->layers[i], *bn = &m->layers[i + 1];
+    const sm_layer *cv = &m->layers[i], *bn = &m->layers[i + 1];
     if (cv->ops != &conv_ops || bn->ops != &bn_ops || !bn->save) return 0;
-    bool relu = i + 2 < m->nlayers && m->layers[i + 2].ops == &relu_ops;
-    int used = relu ? 3 : 2;
+    return i + 2 < m->nlayers && m->layers[i + 2].ops == &relu_ops ? 3 : 2;
+}
+
+void sm_layers_forward_fused(sm_model *m, int i, const float *in, float *out, int64_t n)
+{
+    sm_layer *cv = &m->layers[i], *bn = &m->layers[i + 1];
+    bool relu = sm_layers_fusable(m, i) == 3;
     int64_t c = bn->in.c;
     float *center = bn->save, *scale = bn->save + c;
     sm_bn_fold(center, scale, cv->b >= 0 ? sm_model_param(m, cv->b) : NULL, sm_model_param(m, bn->w),
                sm_model_param(m, bn->rmean), sm_model_param(m, bn->rvar), c, bn->eps);
     sm_conv_shape s;
     conv_shape(cv, n, &s);
-    sm_conv2d_forward_bn(m->acts[i + used - 1], in, sm_model_param(m, cv->w), center, scale,
-                         sm_model_param(m, bn->b), relu, &s, m->scratch);
-    return used;
+    sm_conv2d_forward_bn(out, in, sm_model_param(m, cv->w), center, scale, sm_model_param(m, bn->b),
+                         relu, &s, m->scratch);
+}
+
+/* What an eval-mode forward of l keeps in l->save: a batch norm its fold
+ * (center, scale), l2norm its row norms; nothing else (max pooling keeps its
+ * argmax only in training). */
+size_t sm_layer_eval_save(const sm_layer *l, int64_t n)
+{
+    if (l->ops == &bn_ops) return 2 * (size_t)l->in.c;
+    if (l->ops == &l2norm_ops) return (size_t)n;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ table */

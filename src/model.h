@@ -84,8 +84,11 @@ struct sm_model {
     bool training;
     bool fuse;                  /* eval: conv-bn[-relu] in one pass (default; tests turn it off) */
     uint64_t step_seed;         /* varies per step: dropout masks */
-    /* plan */
+    /* plan: a training arena (every layer's activation, gradient buffers) or,
+     * for a model only used for inference, two activation buffers in turn */
     int64_t plan_n;
+    bool plan_infer;
+    float *ibuf[2];
     float *arena;
     size_t arena_floats;
     float **acts;               /* acts[i]: output of layer i, (C,N,H,W) or (N,F) */

@@ -36,7 +36,7 @@ static void maxpool2x2(float *out, int32_t *argmax, const float *inp, int64_t pl
     for (int64_t p = 0; p < planes; p++) {
         const float *x = inp + p * h * w;
         float *y = out + p * oh * ow;
-        int32_t *am = argmax + p * oh * ow;
+        int32_t *am = argmax ? argmax + p * oh * ow : NULL;
         for (int64_t i = 0; i < oh; i++) {
             const float *r0 = x + 2 * i * w, *r1 = r0 + w;
             for (int64_t j = 0; j < ow; j++) {
@@ -47,7 +47,7 @@ static void maxpool2x2(float *out, int32_t *argmax, const float *inp, int64_t pl
                 max_step(r1[2 * j], b0 + (int32_t)w, &bv, &bi);
                 max_step(r1[2 * j + 1], b0 + (int32_t)w + 1, &bv, &bi);
                 y[i * ow + j] = bv;
-                am[i * ow + j] = bi;
+                if (am) am[i * ow + j] = bi;
             }
         }
     }
@@ -65,7 +65,7 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
     for (int64_t p = 0; p < planes; p++) {
         const float *x = inp + p * h * w;
         float *y = out + p * oh * ow;
-        int32_t *am = argmax + p * oh * ow;
+        int32_t *am = argmax ? argmax + p * oh * ow : NULL;
         for (int64_t i = 0; i < oh; i++)
             for (int64_t j = 0; j < ow; j++) {
                 int64_t h0 = i * stride - pad, w0 = j * stride - pad;
@@ -83,7 +83,7 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
                         }
                     }
                 y[i * ow + j] = bv;
-                am[i * ow + j] = (int32_t)best;
+                if (am) am[i * ow + j] = (int32_t)best;
             }
     }
 }

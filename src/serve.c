@@ -1296,7 +1296,7 @@ sm_status sm_serve_start(sm_server **out, const sm_serve_config *cfg, sm_err *er
     if (!st && (!s->pool.m || !s->pool.busy)) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < s->pool.n; i++) {
         st = sm_model_load(&s->pool.m[i], cfg->model_path, err);
-        if (!st) st = sm_model_plan(s->pool.m[i], 1, err);
+        if (!st) st = sm_model_plan_inference(s->pool.m[i], 1, err);
     }
     sm_gallery_model gm = {0};
     if (!st) {

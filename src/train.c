@@ -33,7 +33,7 @@ static sm_status each_batch(sm_model *m, const sm_dataset *ds, float *emb, int32
     const int64_t B = 256, in = c * h * w, d = sm_model_dim(m);
     float *x = malloc(sizeof(float) * (size_t)(B * in));
     if (!x) return sm_fail(err, SM_ERR_NOMEM, "out of memory");
-    sm_status st = sm_model_plan(m, B, err);
+    sm_status st = sm_model_plan_inference(m, B, err);
     for (int64_t i = 0; i < ds->n && !st; i += B) {
         int64_t b = ds->n - i < B ? ds->n - i : B;
         sm_images_to_float(x, ds->images + i * in, b * in, m->in_mean, m->in_std);

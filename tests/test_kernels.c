@@ -191,6 +191,10 @@ static void fixture_pool(void)
                 CHECKF(bad == 0, "%s: %lld argmax indices differ", cs, (long long)bad);
                 sm_maxpool2d_backward(dx, dout, am, planes, h, w, oh, ow);
                 free(am);
+                float *o2 = fbuf(no);   /* inference: no argmax kept, same output */
+                sm_maxpool2d_forward(o2, NULL, x, planes, h, w, k, st, pad, oh, ow);
+                CHECKF(memcmp(o2, out, (size_t)no * sizeof(float)) == 0, "%s: output without argmax differs", cs);
+                free(o2);
             } else {
                 sm_avgpool2d_forward(out, x, planes, h, w, k, st, pad, oh, ow);
                 sm_avgpool2d_backward(dx, dout, planes, h, w, k, st, pad, oh, ow);

@@ -383,6 +383,59 @@ static void test_fused_eval(void)
     sm_model_free(m);
 }
 
+/* A model that only embeds gets the inference arena: two activation buffers
+ * in turn instead of every layer's activation. Its embeddings and
+ * predictions are bit-identical to those computed in a training arena of the
+ * same batch (same chunks, same kernels), also for a 3-channel input (the
+ * transpose buffer) and an l2norm layer (its eval save); a training step
+ * then replaces it with a training arena, and inference uses that. */
+static void test_inference_arena(void)
+{
+    sm_err err = {0};
+    const char *spec = "input 3 16 16\n"
+                       "conv 8 k=3 p=1\nbn\nrelu\nconv 8 k=3 p=1\nbn\nrelu\nmaxpool k=2\n"
+                       "conv 16 k=3 p=1\nbn\nprelu\nmaxpool k=2 s=2\nbn\ndropout2d p=0.5\n"
+                       "flatten\nlinear 12\nbn\nl2norm\n";
+    sm_head_config hc;
+    sm_head_config_default(&hc, "arcface", &err);
+    sm_model *a = NULL, *b = NULL;
+    CHECK(sm_model_new(&a, spec, &hc, 5, 3, &err) == SM_OK);
+    CHECK(sm_model_new(&b, spec, &hc, 5, 3, &err) == SM_OK);
+    if (!a || !b) { sm_model_free(a); sm_model_free(b); return; }
+    enum { N = 21, IN = 3 * 256, D = 12 };
+    static float x[N * IN];
+    float ea[N * D], eb[N * D];
+    int32_t pa[N], pb[N], y[N];
+    sm_rng r;
+    sm_rng_seed(&r, 4);
+    for (int i = 0; i < N * IN; i++) x[i] = (float)sm_rng_normal(&r);
+    for (int i = 0; i < N; i++) y[i] = i % 5;
+    CHECK(sm_model_plan(b, N, &err) == SM_OK);   /* b: a training arena */
+    size_t train_floats = b->arena_floats - b->scratch_floats;   /* the conv scratch is the same */
+    CHECK(sm_model_embed(a, x, N, ea, &err) == SM_OK && a->plan_infer && a->plan_n == N);
+    CHECK(sm_model_embed(b, x, N, eb, &err) == SM_OK && !b->plan_infer);
+    CHECK(memcmp(ea, eb, sizeof ea) == 0);
+    CHECK(sm_model_predict(a, x, N, pa, &err) == SM_OK);
+    CHECK(sm_model_predict(b, x, N, pb, &err) == SM_OK);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    CHECKF((a->arena_floats - a->scratch_floats) * 4 < train_floats,
+           "activations: inference arena %zu floats, training %zu", a->arena_floats - a->scratch_floats,
+           train_floats);
+    /* a smaller batch reuses the arena; a training step replaces it */
+    CHECK(sm_model_embed(a, x, 4, ea, &err) == SM_OK && a->plan_n == N);
+    CHECK(sm_model_plan_inference(a, 0, &err) == SM_ERR_ARG);
+    double la, lb;
+    CHECK(sm_model_train_step(a, x, y, N, 9, &la, NULL, &err) == SM_OK && !a->plan_infer);
+    CHECK(sm_model_train_step(b, x, y, N, 9, &lb, NULL, &err) == SM_OK);
+    CHECK(la == lb);
+    CHECK(sm_model_plan_inference(a, 2 * N, &err) == SM_OK && !a->plan_infer && a->plan_n == N);
+    CHECK(sm_model_embed(a, x, N, ea, &err) == SM_OK);
+    CHECK(sm_model_embed(b, x, N, eb, &err) == SM_OK);
+    CHECK(memcmp(ea, eb, sizeof ea) == 0);
+    sm_model_free(a);
+    sm_model_free(b);
+}
+
 static void test_sched(void)
 {
     sm_sched_config s = {.kind = SM_SCHED_COSINE};
@@ -425,6 +478,7 @@ int main(void)
     test_arcface_near_centre();
     test_tiny_training();
     test_fused_eval();
+    test_inference_arena();
     test_sched();
     return th_done();
 }
