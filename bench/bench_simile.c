@@ -5,7 +5,8 @@
  *   (a) training images/s over --steps timed steps after --warmup steps, each a
  *       full step of `simile train` (loader thread, forward, head, backward,
  *       optimizer);
- *   (b) embedding images/s at batch 256 (eval mode, L2-normalised output);
+ *   (b) embedding images/s at batch 256 (eval mode, L2-normalised output), by
+ *       a model holding the trained weights that only embeds, as `simile embed`;
  *   (c) batch-1 embedding latency, median of 200;
  *   (d) peak RSS of the process (getrusage), data set included.
  * Prints one JSON line with the same keys as torch_ref.py.
@@ -75,6 +76,18 @@ int main(int argc, char **argv)
     }
     double train_ips = steps * 128.0 / (now() - t0);
     sm_loader_free(ld);
+
+    /* inference as `simile embed` / the service run it: a model that only
+     * embeds (inference arena, chunks of 256), with the trained weights */
+    sm_model *tm = m;
+    check(sm_model_new(&m, spec, &hc, 10, 1, &err), &err);
+    for (int t = 0; t < sm_model_ntensors(m); t++) {
+        sm_tensor_info a, b;
+        check(sm_model_tensor(tm, t, &a), &err);
+        check(sm_model_tensor(m, t, &b), &err);
+        memcpy(b.data, a.data, sizeof(float) * (size_t)a.numel);
+    }
+    sm_model_free(tm);
 
     /* embedding at batch 256 over the first 40 batches of the test split */
     const int64_t eb = 256, nb = test.n / eb < 40 ? test.n / eb : 40, in = 784;
