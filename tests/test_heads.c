@@ -149,59 +149,6 @@ static uint64_t branch_state(const sm_head *h, const int32_t *labels, int64_t n)
     return s;
 }
 
-static double head_loss(sm_model *m, const float *emb, const int32_t *labels, int64_t n,
-                        uint64_t *state)
-{
-    sm_head *h = m->head;
-    h->ops->forward(h, m, emb, labels, n, NULL);
-    *state = branch_state(h, labels, n);
-    return h->loss;
-}
-
-typedef struct fd_stat { double worst; int checked, skipped; } fd_stat;
-
-/* Finite differences of the loss for every element of x (nx floats) against the analytic
- * gradient g: central differences with steps h and 2h, h = rel_h times the norm of x's row
- * (row_len floats), combined by Richardson extrapolation. An element whose perturbation
- * moves any target cosine across the ArcFace switch is skipped and counted. The error is
- * relative to max(|fd|, |g|, 5 % of max |g|). */
-static fd_stat fd_param(sm_model *m, float *x, const float *g, int64_t nx, int64_t row_len,
-                        double rel_h, const float *emb, const int32_t *labels, int64_t n)
-{
-    fd_stat r = {0.0, 0, 0};
-    uint64_t s0, sp, sm;
-    head_loss(m, emb, labels, n, &s0);
-    double gmax = 0.0;
-    for (int64_t i = 0; i < nx; i++) gmax = fmax(gmax, fabs((double)g[i]));
-    double floor_ = fmax(0.05 * gmax, 1e-6);
-    for (int64_t i = 0; i < nx; i++) {
-        const float *row = x + i / row_len * row_len;
-        double nrm = 0.0;
-        for (int64_t k = 0; k < row_len; k++) nrm += (double)row[k] * row[k];
-        double hstep = rel_h * fmax(sqrt(nrm), 1e-3), dh[2];
-        float v = x[i];
-        bool kink = false;
-        for (int k = 0; k < 2; k++) {   /* central differences with steps h and 2h */
-            float xp = (float)(v + (k + 1) * hstep), xm = (float)(v - (k + 1) * hstep);
-            x[i] = xp;
-            double lp = head_loss(m, emb, labels, n, &sp);
-            x[i] = xm;
-            double lm = head_loss(m, emb, labels, n, &sm);
-            kink |= sp != s0 || sm != s0;
-            dh[k] = (lp - lm) / ((double)xp - (double)xm);
-        }
-        x[i] = v;
-        if (kink) { r.skipped++; continue; }
-        /* Richardson extrapolation cancels the h² error term, so h can be large enough that
-         * float rounding of the logits (about 1e-7 s per perturbed logit) hardly matters */
-        double fd = (4.0 * dh[0] - dh[1]) / 3.0;
-        double rel = fabs(fd - g[i]) / fmax(fmax(fabs(fd), fabs((double)g[i])), floor_);
-        if (!(rel <= r.worst)) r.worst = rel;
-        r.checked++;
-    }
-    return r;
-}
-
 /* A fresh random batch: class weights with row norms 0.5..3, embeddings with norms 0.5..3
  * at a chosen target cosine to their class weight (uniform in [-0.98, 0.98], away from ±1
  * where ArcFace's derivative 1/sin θ blows up). For ArcFace, samples 0 and 1 are planted
@@ -276,7 +223,7 @@ static void finite_differences(void)
             {"emb", emb, demb, N * D, D}, {"W", w, gw, C * D, D},
             {"b", h->b >= 0 ? sm_model_param(m, h->b) : NULL, gb, C, C}};
         for (int p = 0; p < (h->b >= 0 ? 3 : 2); p++) {
-            fd_stat r = fd_param(m, ps[p].x, ps[p].g, ps[p].nx, ps[p].row, FD_H, emb, labels, N);
+            fd_stat r = fd_param(m, ps[p].x, ps[p].g, ps[p].nx, ps[p].row, FD_H, emb, labels, N, branch_state);
             double tol = FD_TOL;
             int ok = r.worst <= tol && r.checked >= ps[p].nx / 2 &&
                      (hc.kind != SM_HEAD_ARCFACE || p == 2 || r.skipped > 0);

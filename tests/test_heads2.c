@@ -364,55 +364,6 @@ static uint64_t kink_state(const sm_head *h, const int32_t *labels, int64_t n)
     return s;
 }
 
-static double loss_at(sm_model *m, const float *emb, const int32_t *labels, int64_t n, uint64_t *state)
-{
-    sm_head *h = m->head;
-    h->ops->forward(h, m, emb, labels, n, NULL);
-    *state = kink_state(h, labels, n);
-    return h->loss;
-}
-
-typedef struct fd_stat { double worst; int checked, skipped; } fd_stat;
-
-/* As fd_param of test_heads.c: central differences with steps h and 2h (h = rel_h times the
- * norm of x's row of row_len floats), Richardson-extrapolated; an element whose perturbation
- * changes the kink state is skipped and counted. The error is relative to
- * max(|fd|, |g|, 5 % of max |g|). */
-static fd_stat fd_param(sm_model *m, float *x, const float *g, int64_t nx, int64_t row_len,
-                        double rel_h, const float *emb, const int32_t *labels, int64_t n)
-{
-    fd_stat r = {0.0, 0, 0};
-    uint64_t s0, sp, sm;
-    loss_at(m, emb, labels, n, &s0);
-    double gmax = 0.0;
-    for (int64_t i = 0; i < nx; i++) gmax = fmax(gmax, fabs((double)g[i]));
-    double floor_ = fmax(0.05 * gmax, 1e-6);
-    for (int64_t i = 0; i < nx; i++) {
-        const float *row = x + i / row_len * row_len;
-        double nrm = 0.0;
-        for (int64_t k = 0; k < row_len; k++) nrm += (double)row[k] * row[k];
-        double hstep = rel_h * fmax(sqrt(nrm), 1e-3), dh[2];
-        float v = x[i];
-        bool kink = false;
-        for (int k = 0; k < 2; k++) {
-            float xp = (float)(v + (k + 1) * hstep), xm = (float)(v - (k + 1) * hstep);
-            x[i] = xp;
-            double lp = loss_at(m, emb, labels, n, &sp);
-            x[i] = xm;
-            double lm = loss_at(m, emb, labels, n, &sm);
-            kink |= sp != s0 || sm != s0;
-            dh[k] = (lp - lm) / ((double)xp - (double)xm);
-        }
-        x[i] = v;
-        if (kink) { r.skipped++; continue; }
-        double fd = (4.0 * dh[0] - dh[1]) / 3.0;
-        double rel = fabs(fd - g[i]) / fmax(fmax(fabs(fd), fabs((double)g[i])), floor_);
-        if (!(rel <= r.worst)) r.worst = rel;
-        r.checked++;
-    }
-    return r;
-}
-
 enum { MAXD = 16 };
 
 static void unit_vec(double *v, int64_t d)
@@ -636,7 +587,7 @@ static void fd_heads(void)
             {"emb", emb, demb, N * D, D}, {"W", w, gw, R * D, D}, {"b", b, gb, C, C}};
         for (int p = 0; p < (b ? 3 : 2); p++) {
             fd_stat r = fd_param(m, ps[p].x, ps[p].g, ps[p].nx, ps[p].row,
-                                 hc.kind == SM_HEAD_SUBCENTER ? FD_H_SUB : FD_H, emb, labels, N);
+                                 hc.kind == SM_HEAD_SUBCENTER ? FD_H_SUB : FD_H, emb, labels, N, kink_state);
             fd_report(heads[k].label, ps[p].what, r, ps[p].nx / 2, planted > 0 && p < 2);
         }
         free(gw);
@@ -742,7 +693,7 @@ static void fd_pairs(void)
         m->training = true;
         h->ops->forward(h, m, emb, labels, N, NULL);
         h->ops->backward(h, m, emb, labels, N, demb);
-        fd_stat r = fd_param(m, emb, demb, N * D, D, FD_H_PAIR, emb, labels, N);
+        fd_stat r = fd_param(m, emb, demb, N * D, D, FD_H_PAIR, emb, labels, N, kink_state);
         /* every triplet's hinge is a kink: a third of the elements must stay checkable */
         fd_report(losses[k].label, "emb", r, N * D / 3, 1);
         sm_model_free(m);
