@@ -350,8 +350,9 @@ static void maxpool_plan(sm_layer *l, int64_t n, size_t *save, size_t *scratch)
 
 static void maxpool_forward(sm_layer *l, sm_model *m, const float *in, float *out, int64_t n)
 {
-    sm_maxpool2d_forward(out, m->training ? (int32_t *)(void *)l->save : NULL, in, l->in.c * n, l->in.h, l->in.w, l->k,
-                         l->stride, l->pad, l->out.h, l->out.w);
+    int32_t *argmax = m->training ? (int32_t *)(void *)l->save : NULL;   /* only a backward needs it */
+    sm_maxpool2d_forward(out, argmax, in, l->in.c * n, l->in.h, l->in.w, l->k, l->stride, l->pad,
+                         l->out.h, l->out.w);
 }
 
 static void maxpool_backward(sm_layer *l, sm_model *m, const float *in, const float *out,
