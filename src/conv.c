@@ -252,6 +252,24 @@ static void conv_forward(float *out, const float *inp, const float *weight, cons
     const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
     const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
     const bool pointwise = conv_is_pointwise(s);
+    const int nt = sm_threads_get();
+    if (nchunks == 1 && nt > 1 && NP >= 64 * nt) {
+        /* One chunk (a small batch, e.g. one image at inference): its column
+         * matrix is built once and the threads split its columns, instead of
+         * one thread doing the whole GEMM. */
+        const float *col = inp;
+        if (!pointwise) {
+            im2col(scratch, inp, s, 0, s->n);
+            col = scratch;
+        }
+        PAR_FOR(1)
+        for (int t = 0; t < nt; t++) {
+            int64_t j0 = NP * t / nt, j1 = NP * (t + 1) / nt;
+            sm_gemm(false, false, s->cout, j1 - j0, K, 1.0f, weight, K, col + j0, NP, beta, out + j0, NP);
+            if (e) epilogue_rows(out + j0, NP, j1 - j0, s->cout, e);
+        }
+        return;
+    }
     PAR_FOR(1)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t n0 = c * chunk, nc = n0 + chunk <= s->n ? chunk : s->n - n0;

@@ -657,6 +657,9 @@ static void fast_vs_naive(void)
         {2, 2, 4, 4, 3, 3, 3, 1, 2},   /* padding larger than needed */
         {20, 1, 28, 28, 4, 3, 3, 1, 1}, /* chunks of 18 images: 18 + 2 */
         {37, 16, 14, 14, 8, 3, 3, 1, 1}, /* chunks of 4: 9*4 + 1 */
+        {1, 16, 28, 28, 16, 3, 3, 1, 1}, /* one chunk: columns split across threads */
+        {2, 8, 10, 10, 6, 1, 1, 1, 0},  /* one chunk, pointwise */
+        {1, 3, 33, 29, 5, 3, 3, 2, 1},  /* one chunk, strided, odd sizes */
     };
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
