@@ -27,7 +27,6 @@ typedef struct sm_tensor_ref {
     int ndim;
     int64_t shape[4];
     bool trainable;         /* params (true) or state (false) */
-    bool no_decay;          /* reserved: excluded from weight decay */
 } sm_tensor_ref;
 
 /* Per-sample shape of an activation. dense: (f) with f = c; else (c, h, w). */

@@ -15,18 +15,17 @@
 #include "ckpt.h"
 #include "harness.h"
 
-static char tmpdir[64];
 #define HAS(e, s) (strstr((e).msg, (s)) != NULL)
 
 static void tpath(char *buf, size_t cap, const char *name)
 {
-    snprintf(buf, cap, "%s/%s", tmpdir, name);
+    snprintf(buf, cap, "%s/%s", th_tmp_dir(), name);
 }
 
-/* Files in tmpdir whose name contains ".tmp." */
+/* Files in the scratch directory whose name contains ".tmp." */
 static int temp_files_left(void)
 {
-    DIR *d = opendir(tmpdir);
+    DIR *d = opendir(th_tmp_dir());
     struct dirent *e;
     int n = 0;
     while ((e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
@@ -52,7 +51,7 @@ static void write_raw(const char *path, const char *hdr, size_t pad, uint64_t hl
 
 static void test_round_trip(void)
 {
-    char p[256];
+    char p[512];
     sm_err e = {0};
     float w[6] = { 1.5f, -2.0f, 3.25f, 0.0f, -0.0f, 1e-30f };
     double dd[4] = { 1.0, -2.5, 1e300, 3.0 };
@@ -212,7 +211,7 @@ static void test_round_trip(void)
  * multiple of 8. Here the JSON keys are deliberately not in data order. */
 static void test_reference_layout(void)
 {
-    char p[256];
+    char p[512];
     sm_err e = {0};
     const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},"
                       "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[8,24]},"
@@ -249,7 +248,7 @@ static void test_reference_layout(void)
 static void expect_bad(const char *what, const char *hdr, size_t pad, uint64_t hl_override, const void *data,
                        size_t dn, sm_status code, const char *msg)
 {
-    char p[256];
+    char p[512];
     sm_err e = {0};
     tpath(p, sizeof p, "bad.safetensors");
     write_raw(p, hdr, pad, hl_override, data, dn);
@@ -266,7 +265,7 @@ static void expect_bad(const char *what, const char *hdr, size_t pad, uint64_t h
 
 static void test_corrupt(void)
 {
-    char p[256];
+    char p[512];
     sm_err e = {0};
     sm_ckpt *ck;
     float d[4] = { 1, 2, 3, 4 };
@@ -318,7 +317,7 @@ static void test_corrupt(void)
     CHECK(sm_ckpt_read(p, &ck, &e) == SM_ERR_FORMAT && HAS(e, "too short") && ck == NULL);
     tpath(p, sizeof p, "missing.safetensors");
     CHECK(sm_ckpt_read(p, &ck, &e) == SM_ERR_IO && HAS(e, "cannot open") && HAS(e, "No such file"));
-    CHECK(sm_ckpt_read(tmpdir, &ck, &e) == SM_ERR_IO && HAS(e, "directory"));
+    CHECK(sm_ckpt_read(th_tmp_dir(), &ck, &e) == SM_ERR_IO && HAS(e, "directory"));
 
     /* dtypes */
     CHECK(sm_dtype_size(SM_DT_BF16) == 2 && sm_dtype_size(SM_DT_I64) == 8 && sm_dtype_size((sm_dtype)77) == 0);
@@ -326,27 +325,12 @@ static void test_corrupt(void)
     CHECK(strcmp(sm_dtype_name(SM_DT_BOOL), "BOOL") == 0 && sm_dtype_name(SM_DT_COUNT) == NULL);
 }
 
-static void rm_tree(void)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/simile-ckpt-XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (th_tmp_make("ckpt")) return 1;
     test_round_trip();
     test_reference_layout();
     test_corrupt();
-    rm_tree();
+    th_tmp_remove();
     return th_done();
 }

@@ -13,11 +13,10 @@
 #include "harness.h"
 #include "idx.h"
 
-static char tmpdir[64];
 
 static void path_of(char *buf, size_t cap, const char *sub, const char *name)
 {
-    snprintf(buf, cap, "%s/%s%s%s", tmpdir, sub, *sub ? "/" : "", name);
+    snprintf(buf, cap, "%s/%s%s%s", th_tmp_dir(), sub, *sub ? "/" : "", name);
 }
 
 static void put_be32(unsigned char *b, uint32_t v)
@@ -78,21 +77,6 @@ static void mkdir_sub(const char *sub)
     char p[512];
     path_of(p, sizeof p, sub, "");
     mkdir(p, 0755);
-}
-
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) rm_tree(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 #define HAS(e, s) (strstr((e).msg, (s)) != NULL)
@@ -289,7 +273,7 @@ static void test_dataset_dir(void)
     CHECKF(HAS(e, "neither a known dataset"), "%s", e.msg);
 
     /* named sets under SIMILE_DATA_ROOT: missing, then present */
-    setenv("SIMILE_DATA_ROOT", tmpdir, 1);
+    setenv("SIMILE_DATA_ROOT", th_tmp_dir(), 1);
     CHECK(sm_dataset_open("fashion-mnist", &tr, &te, &e) == SM_ERR_IO);
     CHECKF(HAS(e, "install it with: apt-get install dataset-fashion-mnist"), "%s", e.msg);
     CHECK(sm_dataset_open("mnist", &tr, &te, &e) == SM_ERR_IO);
@@ -383,12 +367,11 @@ static void test_real_fashion(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/simile-idx-XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (th_tmp_make("idx")) return 1;
     test_idx_files();
     test_dataset_dir();
     test_parse();
     test_real_fashion();
-    rm_tree(tmpdir);
+    th_tmp_remove();
     return th_done();
 }

@@ -21,7 +21,6 @@
 #define FIX "tests/fixtures/images/"
 #define HAS(e, s) (strstr((e).msg, (s)) != NULL)
 
-static char tmpdir[64];
 
 /* --------------------------------------------------------------- helpers */
 
@@ -50,7 +49,7 @@ static void spit(const char *path, const void *p, size_t n)
 
 static void tpath(char *buf, size_t cap, const char *rel)
 {
-    snprintf(buf, cap, "%s/%s", tmpdir, rel);
+    snprintf(buf, cap, "%s/%s", th_tmp_dir(), rel);
 }
 
 static void tmkdir(const char *rel)
@@ -58,24 +57,6 @@ static void tmkdir(const char *rel)
     char p[512];
     tpath(p, sizeof p, rel);
     mkdir(p, 0777);
-}
-
-static void rm_tree(const char *p)
-{
-    DIR *d = opendir(p);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char q[1024];
-            snprintf(q, sizeof q, "%s/%s", p, e->d_name);
-            rm_tree(q);
-        }
-        closedir(d);
-        rmdir(p);
-    } else {
-        unlink(p);
-    }
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -288,7 +269,7 @@ static void test_refusals(void)
     CHECK(sm_image_decode("\x89PNG", 4, &img, &e) == SM_ERR_FORMAT);
     tpath(p, sizeof p, "no-such-file.png");
     CHECK(sm_image_read(p, &img, &e) == SM_ERR_IO && HAS(e, "no-such-file.png"));
-    CHECK(sm_image_read(tmpdir, &img, &e) == SM_ERR_IO && HAS(e, "not a regular file"));
+    CHECK(sm_image_read(th_tmp_dir(), &img, &e) == SM_ERR_IO && HAS(e, "not a regular file"));
 
     /* forged headers: refused from the header, fast, before any allocation */
     uint8_t b[64];
@@ -578,7 +559,7 @@ static void test_write(void)
         int64_t w = 7 + c, h = 5 + 2 * c;
         uint8_t *px = malloc((size_t)(w * h * c));
         for (int64_t i = 0; i < w * h * c; i++) px[i] = (uint8_t)rnd();
-        snprintf(p, sizeof p, "%s/rt%d.png", tmpdir, c);
+        snprintf(p, sizeof p, "%s/rt%d.png", th_tmp_dir(), c);
         sm_image back;
         CHECKF(sm_png_write(p, px, w, h, c, &e) == SM_OK, "%s", e.msg);
         CHECKF(sm_image_read(p, &back, &e) == SM_OK && back.w == w && back.h == h && back.c == c &&
@@ -593,7 +574,7 @@ static void test_write(void)
             for (int64_t y = 0; y < h; y++)
                 for (int64_t x = 0; x < w; x++)
                     for (int k = 0; k < c; k++) px[(y * w + x) * c + k] = (uint8_t)(60 + 5 * x + 3 * y + 20 * k);
-            snprintf(p, sizeof p, "%s/rt%d.jpg", tmpdir, c);
+            snprintf(p, sizeof p, "%s/rt%d.jpg", th_tmp_dir(), c);
             CHECKF(sm_jpeg_write(p, px, w, h, c, 95, &e) == SM_OK, "%s", e.msg);
             CHECKF(sm_image_read(p, &back, &e) == SM_OK && back.w == w && back.h == h && back.c == c, "%s", e.msg);
             if (back.px) {
@@ -988,8 +969,7 @@ static void test_export(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/simile-image-XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (th_tmp_make("image")) return 1;
     test_decode_fixtures();
     test_orientation();
     test_refusals();
@@ -1001,6 +981,6 @@ int main(void)
     test_folders();
     test_csv();
     test_export();
-    rm_tree(tmpdir);
+    th_tmp_remove();
     return th_done();
 }

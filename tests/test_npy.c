@@ -10,12 +10,11 @@
 #include "harness.h"
 #include "npy.h"
 
-static char tmpdir[64];
 #define HAS(e, s) (strstr((e).msg, (s)) != NULL)
 
 static void tpath(char *buf, size_t cap, const char *name)
 {
-    snprintf(buf, cap, "%s/%s", tmpdir, name);
+    snprintf(buf, cap, "%s/%s", th_tmp_dir(), name);
 }
 
 static void write_file(const char *path, const void *p, size_t n)
@@ -56,8 +55,7 @@ static void expect_bad(const char *what, const char *path, sm_status code, const
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/simile-npy-XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (th_tmp_make("npy")) return 1;
     char p[256];
     sm_err e = {0};
     enum { N = 5, D = 3 };
@@ -159,18 +157,15 @@ int main(void)
         printf("skipped: numpy cross-check (python3-numpy not installed)\n");
     }
 
-    DIR *dir = opendir(tmpdir);
+    DIR *dir = opendir(th_tmp_dir());
     struct dirent *de;
     int tmps = 0;
     while ((de = readdir(dir))) {
         if (de->d_name[0] == '.') continue;
         tmps += strstr(de->d_name, ".tmp.") != NULL;
-        char q[512];
-        snprintf(q, sizeof q, "%s/%s", tmpdir, de->d_name);
-        unlink(q);
     }
     closedir(dir);
-    rmdir(tmpdir);
+    th_tmp_remove();
     CHECK(tmps == 0);
     return th_done();
 }
