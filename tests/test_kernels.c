@@ -660,6 +660,7 @@ static void fast_vs_naive(void)
         {1, 16, 28, 28, 16, 3, 3, 1, 1}, /* one chunk: columns split across threads */
         {2, 8, 10, 10, 6, 1, 1, 1, 0},  /* one chunk, pointwise */
         {1, 3, 33, 29, 5, 3, 3, 2, 1},  /* one chunk, strided, odd sizes */
+        {3, 2, 2, 3, 3, 5, 5, 1, 2},    /* "same" with shifts past a whole plane */
     };
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
