@@ -81,7 +81,7 @@ static int max_abs_diff(const uint8_t *a, const uint8_t *b, size_t n)
 /* Decodes a fixture from file and from memory; both must agree. */
 static int load_fixture(const char *name, sm_image *img)
 {
-    char p[256];
+    char p[512];
     snprintf(p, sizeof p, FIX "%s", name);
     sm_err e = {0};
     sm_status st = sm_image_read(p, img, &e);
@@ -342,7 +342,7 @@ static void test_prefixes_and_flips(void)
     static const char *const files[6] = { "rgb8.png", "rgb8_adam7.png", "palette4_trns.png", "rgb.jpg",
                                           "rgb_progressive.jpg", "gray.jpg" };
     for (int f = 0; f < 6; f++) {
-        char p[256];
+        char p[512];
         snprintf(p, sizeof p, FIX "%s", files[f]);
         size_t n;
         uint8_t *b = slurp(p, &n);

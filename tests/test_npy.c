@@ -56,7 +56,7 @@ static void expect_bad(const char *what, const char *path, sm_status code, const
 int main(void)
 {
     if (th_tmp_make("npy")) return 1;
-    char p[256];
+    char p[512];
     sm_err e = {0};
     enum { N = 5, D = 3 };
     float a[N * D];
