@@ -528,10 +528,9 @@ int sm_layers_fusable(const sm_model *m, int i)
     return i + 2 < m->nlayers && m->layers[i + 2].ops == &relu_ops ? 3 : 2;
 }
 
-void sm_layers_forward_fused(sm_model *m, int i, const float *in, float *out, int64_t n)
+void sm_layers_forward_fused(sm_model *m, int i, bool relu, const float *in, float *out, int64_t n)
 {
     sm_layer *cv = &m->layers[i], *bn = &m->layers[i + 1];
-    bool relu = sm_layers_fusable(m, i) == 3;
     int64_t c = bn->in.c;
     float *center = bn->save, *scale = bn->save + c;
     sm_bn_fold(center, scale, cv->b >= 0 ? sm_model_param(m, cv->b) : NULL, sm_model_param(m, bn->w),

@@ -255,6 +255,38 @@ int64_t sm_model_classes(const sm_model *m) { return m->head ? m->head->c : 0; }
 const sm_head_config *sm_model_head(const sm_model *m) { return m->head ? &m->head->cfg : NULL; }
 void sm_model_set_training(sm_model *m, bool training) { m->training = training; }
 
+/* An arena of `total` floats, zeroed and 64-byte aligned, for batch n; NULL
+ * with the error set when it cannot be had. */
+static float *arena_alloc(size_t total, int64_t n, sm_err *err)
+{
+    float *arena = NULL;
+    if (posix_memalign((void **)&arena, 64, total * sizeof(float)) != 0) {
+        sm_fail(err, SM_ERR_NOMEM, "out of memory: the activations of batch %lld need %zu MiB",
+                (long long)n, total * sizeof(float) >> 20);
+        return NULL;
+    }
+    memset(arena, 0, total * sizeof(float));
+    return arena;
+}
+
+/* Makes a laid-out arena the model's plan for batches of up to n, in place of
+ * the previous one, and plans the head for n. */
+static sm_status plan_install(sm_model *m, float *arena, float **acts, size_t total, size_t scratch,
+                              int64_t maxact, int64_t n, bool infer, sm_err *err)
+{
+    free(m->arena);
+    free(m->acts);
+    m->arena = arena;
+    m->acts = acts;
+    m->arena_floats = total;
+    m->scratch_floats = scratch;
+    m->max_act = maxact;
+    m->plan_n = n;
+    m->plan_infer = infer;
+    if (m->head) return sm_head_plan(m->head, n, err);
+    return SM_OK;
+}
+
 sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err)
 {
     if (n <= 0) return sm_fail(err, SM_ERR_ARG, "batch size must be positive (got %lld)", (long long)n);
@@ -277,13 +309,8 @@ sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err)
     size_t gsz = (size_t)(n * maxact + 15) / 16 * 16;
     size_t xsz = m->input.c > 1 ? (size_t)(n * sm_ashape_numel(m->input) + 15) / 16 * 16 : 0;
     total += 2 * gsz + xsz + scratch;
-    float *arena = NULL;
-    if (posix_memalign((void **)&arena, 64, total * sizeof(float)) != 0) {
-        free(save); free(acts);
-        return sm_fail(err, SM_ERR_NOMEM, "out of memory: the activations of batch %lld need %zu MiB",
-                       (long long)n, total * sizeof(float) >> 20);
-    }
-    memset(arena, 0, total * sizeof(float));
+    float *arena = arena_alloc(total, n, err);
+    if (!arena) { free(save); free(acts); return SM_ERR_NOMEM; }
     float *p = arena;
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *l = &m->layers[i];
@@ -297,18 +324,8 @@ sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err)
     m->xin = xsz ? p : NULL; p += xsz;
     m->scratch = p;
     free(save);
-    free(m->arena);
-    free(m->acts);
-    m->arena = arena;
-    m->acts = acts;
-    m->arena_floats = total;
-    m->scratch_floats = scratch;
-    m->max_act = maxact;
-    m->plan_n = n;
-    m->plan_infer = false;
     m->ibuf[0] = m->ibuf[1] = NULL;
-    if (m->head) return sm_head_plan(m->head, n, err);
-    return SM_OK;
+    return plan_install(m, arena, acts, total, scratch, maxact, n, false, err);
 }
 
 /* The inference arena: layer i reads one of two activation buffers and writes
@@ -333,11 +350,8 @@ sm_status sm_model_plan_inference(sm_model *m, int64_t n, sm_err *err)
     size_t bsz = (size_t)(n * maxact + 15) / 16 * 16;
     size_t xsz = m->input.c > 1 ? (size_t)(n * sm_ashape_numel(m->input) + 15) / 16 * 16 : 0;
     size_t total = 2 * bsz + saves + xsz + scratch;
-    float *arena = NULL;
-    if (posix_memalign((void **)&arena, 64, total * sizeof(float)) != 0)
-        return sm_fail(err, SM_ERR_NOMEM, "out of memory: inference on batch %lld needs %zu MiB",
-                       (long long)n, total * sizeof(float) >> 20);
-    memset(arena, 0, total * sizeof(float));
+    float *arena = arena_alloc(total, n, err);
+    if (!arena) return SM_ERR_NOMEM;
     float *p = arena;
     m->ibuf[0] = p; p += bsz;
     m->ibuf[1] = p; p += bsz;
@@ -349,18 +363,8 @@ sm_status sm_model_plan_inference(sm_model *m, int64_t n, sm_err *err)
     }
     m->xin = xsz ? p : NULL; p += xsz;
     m->scratch = p;
-    free(m->arena);
-    free(m->acts);
-    m->arena = arena;
-    m->acts = NULL;
     m->gbuf[0] = m->gbuf[1] = NULL;
-    m->arena_floats = total;
-    m->scratch_floats = scratch;
-    m->max_act = maxact;
-    m->plan_n = n;
-    m->plan_infer = true;
-    if (m->head) return sm_head_plan(m->head, n, err);
-    return SM_OK;
+    return plan_install(m, arena, NULL, total, scratch, maxact, n, true, err);
 }
 
 /* ------------------------------------------------------------------ running */
@@ -384,7 +388,7 @@ const float *sm_model_forward(sm_model *m, const float *x, int64_t n)
         int last = used ? i + used - 1 : i;
         float *out = !m->plan_infer ? m->acts[last] : in == m->ibuf[0] ? m->ibuf[1] : m->ibuf[0];
         if (used)
-            sm_layers_forward_fused(m, i, in, out, n);
+            sm_layers_forward_fused(m, i, used == 3, in, out, n);
         else
             m->layers[i].ops->forward(&m->layers[i], m, in, out, n);
         i = last;
