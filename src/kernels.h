@@ -38,10 +38,18 @@ typedef struct sm_conv_shape {
     int64_t cout, kh, kw;        /* weight (Cout, Cin, KH, KW) */
     int64_t stride, pad;         /* same in both directions; zero padding */
     int64_t oh, ow;              /* output (Cout, N, OH, OW); filled by sm_conv_shape_init */
+    int64_t groups;              /* 0 or 1: a dense conv; g > 1: Cin and Cout split into g
+                                  * groups (PyTorch's `groups`), weight (Cout, Cin/g, KH, KW);
+                                  * g == Cin == Cout is a depthwise conv */
 } sm_conv_shape;
 
+/* The activation a fused epilogue applies (sm_conv2d_forward_bn). Values
+ * 0 and 1 are false and true, the bool of earlier versions. */
+typedef enum sm_act { SM_ACT_NONE = 0, SM_ACT_RELU = 1, SM_ACT_RELU6 = 2 } sm_act;
+
 /* Computes oh/ow = (h + 2*pad - k)/stride + 1; returns 0, or -1 if the shape is
- * impossible (kernel larger than padded input, non-positive sizes). */
+ * impossible (kernel larger than padded input, non-positive sizes, Cin or Cout
+ * not divisible by groups). */
 int sm_conv_shape_init(sm_conv_shape *s);
 
 /* Floats of scratch that forward/backward need with `nthreads` threads. */
@@ -53,10 +61,11 @@ void sm_conv2d_forward(float *out, const float *inp, const float *weight, const 
 /* Inference form of conv -> eval-mode batch norm [-> ReLU] in one pass, the
  * batch norm applied to each block of output rows while it is in cache:
  *   out[co] = (conv(inp)[co] - center[co]) * scale[co] + shift[co],
- * then max(out, 0) when relu. sm_bn_fold gives center and scale for a batch
- * norm after a conv with bias; shift (the batch norm's beta) may be NULL (0). */
+ * then the activation act (none, max(out, 0), or min(max(out, 0), 6)).
+ * sm_bn_fold gives center and scale for a batch norm after a conv with bias;
+ * shift (the batch norm's beta) may be NULL (0). */
 void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
-                          const float *scale, const float *shift, bool relu,
+                          const float *scale, const float *shift, sm_act act,
                           const sm_conv_shape *s, float *scratch);
 /* dinp (Cin,N,H,W) += ..., dweight (Cout,Cin,KH,KW) += ..., dbias (Cout) += ...;
  * any of the three may be NULL. */
@@ -99,6 +108,24 @@ void sm_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
 void sm_relu_forward(float *out, const float *inp, int64_t n);
 /* dinp += dout where out > 0 (the subgradient at 0 is 0, as PyTorch). */
 void sm_relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
+/* ReLU6 = min(max(x, 0), 6) (torch.nn.ReLU6, i.e. hardtanh(x, 0, 6)): dinp +=
+ * dout where 0 < x < 6 (PyTorch's hardtanh backward: 0 at both kinks). */
+void sm_relu6_forward(float *out, const float *inp, int64_t n);
+void sm_relu6_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* Hardswish = x * min(max(x + 3, 0), 6) / 6 (torch.nn.Hardswish); its
+ * derivative as PyTorch's: 0 for x < -3, 1 for x > 3, (2x + 3)/6 between
+ * (x = -3 gives (2x+3)/6, x = 3 gives 1, as torch's hardswish_backward). */
+void sm_hardswish_forward(float *out, const float *inp, int64_t n);
+void sm_hardswish_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* Hardsigmoid = min(max(x + 3, 0), 6) / 6 (torch.nn.Hardsigmoid); dinp +=
+ * dout/6 where -3 < x < 3. */
+void sm_hardsigmoid_forward(float *out, const float *inp, int64_t n);
+void sm_hardsigmoid_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* Sigmoid = 1 / (1 + exp(-x)), stable for large |x|; backward from the output:
+ * dinp += dout * out * (1 - out). */
+void sm_sigmoid_forward(float *out, const float *inp, int64_t n);
+void sm_sigmoid_backward(float *dinp, const float *dout, const float *out, int64_t n);
+
 /* PReLU, one slope per channel: out = x > 0 ? x : a[c]*x, over (outer, C, inner). */
 void sm_prelu_forward(float *out, const float *inp, const float *a, int64_t outer, int64_t c,
                       int64_t inner);
@@ -134,6 +161,16 @@ void sm_avgpool2d_forward(float *out, const float *inp, int64_t planes, int64_t 
 void sm_avgpool2d_backward(float *dinp, const float *dout, int64_t planes, int64_t h,
                            int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t oh,
                            int64_t ow);
+
+/* Adaptive average pooling (torch.nn.AdaptiveAvgPool2d((oh, ow))) on
+ * `planes` H x W planes: output cell (i, j) averages input rows
+ * [floor(i*H/OH), ceil((i+1)*H/OH)) and columns [floor(j*W/OW),
+ * ceil((j+1)*W/OW)), PyTorch's start/end rule (cells may overlap when H is
+ * not a multiple of OH); the rule holds for any OH, OW >= 1. */
+void sm_adaptive_avgpool2d_forward(float *out, const float *inp, int64_t planes, int64_t h,
+                                   int64_t w, int64_t oh, int64_t ow);
+void sm_adaptive_avgpool2d_backward(float *dinp, const float *dout, int64_t planes, int64_t h,
+                                    int64_t w, int64_t oh, int64_t ow);
 
 /* Global average pooling: inp (C,N,H,W) -> out dense (N,C). */
 void sm_gap_forward(float *out, const float *inp, int64_t c, int64_t n, int64_t hw);
