@@ -303,10 +303,10 @@ void sm_conv2d_forward(float *out, const float *inp, const float *weight, const 
 }
 
 void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
-                          const float *scale, const float *shift, bool relu,
+                          const float *scale, const float *shift, sm_act act,
                           const sm_conv_shape *s, float *scratch)
 {
-    conv_epilogue e = {.center = center, .scale = scale, .shift = shift, .relu = relu};
+    conv_epilogue e = {.center = center, .scale = scale, .shift = shift, .relu = act == SM_ACT_RELU};
     conv_forward(out, inp, weight, &e, s, scratch, conv_thread_floats(s), 0.0f);
 }
 
