@@ -608,6 +608,9 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
              (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad, threads);
     int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * s.kh * s.kw;
     int64_t no = s.cout * s.n * s.oh * s.ow;
+    /* float sums of K terms differ by ~sqrt(K) roundings between the
+     * blocked gemm and the naive loop: the weight gradient sums N*OH*OW */
+    double tol_dw = fmax(TOL, 1e-6 * sqrt((double)(s.n * s.oh * s.ow)));
     float *x = frand(nx, 1.0), *w = frand(nw, 0.3), *b = frand(s.cout, 1.0), *dout = frand(no, 1.0);
     float *o1 = fbuf(no), *o2 = fbuf(no);
     float *scratch = fbuf((int64_t)sm_conv2d_scratch_floats(&s, sm_threads_get()));
@@ -625,7 +628,7 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     snprintf(what, sizeof what, "%s dx", label);
     th_close_case("fast/naive", what, dx1, dx2, nx, TOL);
     snprintf(what, sizeof what, "%s dw", label);
-    th_close_case("fast/naive", what, dw1, dw2, nw, TOL);
+    th_close_case("fast/naive", what, dw1, dw2, nw, tol_dw);
     snprintf(what, sizeof what, "%s db", label);
     th_close_case("fast/naive", what, db1, db2, s.cout, TOL);
     /* NULL gradients are skipped: only dweight, then only dinp */
@@ -634,7 +637,7 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     sm_conv2d_backward(dxo, NULL, NULL, dout, x, w, &s, scratch);
     sm_conv2d_backward_naive(dxn, dwn, NULL, dout, x, w, &s);
     snprintf(what, sizeof what, "%s dw only", label);
-    th_close_case("fast/naive", what, dwo, dwn, nw, TOL);
+    th_close_case("fast/naive", what, dwo, dwn, nw, tol_dw);
     snprintf(what, sizeof what, "%s dx only", label);
     th_close_case("fast/naive", what, dxo, dxn, nx, TOL);
     free(x); free(w); free(b); free(dout); free(o1); free(o2); free(scratch);

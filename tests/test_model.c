@@ -99,7 +99,12 @@ static void test_model_gradients_cfg(const char *head_name, const sm_head_config
     float *v = malloc(sizeof(float) * (size_t)np);
     memcpy(g, sm_model_grads(m), sizeof(float) * (size_t)np);
     memcpy(p0, p, sizeof(float) * (size_t)np);
-    double worst = 0;
+    /* A direction nearly orthogonal to g has g.v near 0, where the float
+     * noise of L (~1e-7 of it) dominates the difference quotient: errors are
+     * measured against 2 % of |g| (the typical |g.v| for a normal v) too. */
+    double gnorm = 0, worst = 0;
+    for (int64_t i = 0; i < np; i++) gnorm += (double)g[i] * g[i];
+    gnorm = sqrt(gnorm);
     for (int dir = 0; dir < 6; dir++) {
         double gv = 0, vv = 0;
         for (int64_t i = 0; i < np; i++) {
@@ -115,7 +120,7 @@ static void test_model_gradients_cfg(const char *head_name, const sm_head_config
         sm_model_train_step(m, x, y, n, 42, &lm, NULL, &err);
         memcpy(p, p0, sizeof(float) * (size_t)np);
         double fd = (lp - lm) / (2 * h);
-        double rel = fabs(fd - gv) / fmax(fabs(gv), 1e-3);
+        double rel = fabs(fd - gv) / fmax(fabs(gv), fmax(0.02 * gnorm, 1e-3));
         if (rel > worst) worst = rel;
     }
     char what[64];
