@@ -5,6 +5,8 @@
  * (seed, group), so a mask never depends on the thread count or call order. */
 #include "kernels.h"
 
+#include <math.h>
+
 #include <string.h>
 
 #include "rng.h"
@@ -102,4 +104,89 @@ void sm_dropout_backward(float *dinp, const float *dout, const float *mask, int6
         float *dx = dinp + g * group_size;
         for (int64_t i = 0; i < group_size; i++) dx[i] += dy[i] * m;
     }
+}
+
+/* ------------------------------------------------------------- bounded and smooth */
+
+void sm_relu6_forward(float *out, const float *inp, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float v = inp[i] > 0.0f ? inp[i] : 0.0f;
+        out[i] = v < 6.0f ? v : 6.0f;
+    }
+}
+
+void sm_relu6_backward(float *dinp, const float *dout, const float *inp, int64_t n)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f && inp[i] < 6.0f ? dout[i] : 0.0f;
+}
+
+void sm_hardswish_forward(float *out, const float *inp, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        float r = x + 3.0f;
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 6.0f ? r : 6.0f;
+        out[i] = x * r / 6.0f;
+    }
+}
+
+void sm_hardswish_backward(float *dinp, const float *dout, const float *inp, int64_t n)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        dinp[i] += x < -3.0f ? 0.0f : x < 3.0f ? dout[i] * (x / 3.0f + 0.5f) : dout[i];
+    }
+}
+
+void sm_hardsigmoid_forward(float *out, const float *inp, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float r = inp[i] + 3.0f;
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 6.0f ? r : 6.0f;
+        out[i] = r / 6.0f;
+    }
+}
+
+void sm_hardsigmoid_backward(float *dinp, const float *dout, const float *inp, int64_t n)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += inp[i] > -3.0f && inp[i] < 3.0f ? dout[i] / 6.0f : 0.0f;
+}
+
+/* exp of a non-positive argument only: no overflow for any x. */
+void sm_sigmoid_forward(float *out, const float *inp, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        if (x >= 0.0f) {
+            out[i] = 1.0f / (1.0f + expf(-x));
+        } else {
+            const float e = expf(x);
+            out[i] = e / (1.0f + e);
+        }
+    }
+}
+
+void sm_sigmoid_backward(float *dinp, const float *dout, const float *out, int64_t n)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * out[i] * (1.0f - out[i]);
 }

@@ -13,6 +13,17 @@
  * thread count gives bit-identical results. A 1x1, stride 1, unpadded conv
  * needs no im2col: the input chunk is already the column matrix.
  *
+ * Grouped convolutions (PyTorch's `groups`) are g dense ones: in (C,N,H,W) a
+ * group's input channels, output channels and weights are each one contiguous
+ * block, so group i is the dense conv of a sub-shape (Cin/g -> Cout/g) at
+ * offsets into the same buffers, run one group after another with the dense
+ * code. A depthwise conv (g == Cin == Cout) has K = KH*KW and one output row
+ * per GEMM, too small for BLAS, so it has its own direct kernel: one OpenMP
+ * loop over the C*N planes, each output row accumulated tap by tap (the
+ * inner loops over a row vectorise); the weight gradient of a plane is a
+ * per-plane partial in the scratch, summed over the batch in image order, so
+ * its result does not depend on the thread count at all.
+ *
  * It does not try to be clever with Winograd, FFT or direct AVX-512 kernels:
  * on 28x28 images the GEMMs are small and memory traffic dominates. */
 #include "kernels.h"
@@ -37,7 +48,9 @@
 int sm_conv_shape_init(sm_conv_shape *s)
 {
     if (s->n <= 0 || s->cin <= 0 || s->h <= 0 || s->w <= 0 || s->cout <= 0 || s->kh <= 0 ||
-        s->kw <= 0 || s->stride <= 0 || s->pad < 0)
+        s->kw <= 0 || s->stride <= 0 || s->pad < 0 || s->groups < 0)
+        return -1;
+    if (s->groups > 1 && (s->cin % s->groups != 0 || s->cout % s->groups != 0))
         return -1;
     if (s->kh > s->h + 2 * s->pad || s->kw > s->w + 2 * s->pad)
         return -1;
@@ -47,6 +60,23 @@ int sm_conv_shape_init(sm_conv_shape *s)
 }
 
 static int64_t conv_k(const sm_conv_shape *s) { return s->cin * s->kh * s->kw; }
+
+static int64_t conv_groups(const sm_conv_shape *s) { return s->groups > 1 ? s->groups : 1; }
+
+static bool conv_is_depthwise(const sm_conv_shape *s)
+{
+    return s->groups > 1 && s->groups == s->cin && s->groups == s->cout;
+}
+
+/* The dense conv of one group: Cin/g -> Cout/g channels, same spatial shape. */
+static sm_conv_shape conv_group_shape(const sm_conv_shape *s)
+{
+    sm_conv_shape g = *s;
+    g.cin = s->cin / conv_groups(s);
+    g.cout = s->cout / conv_groups(s);
+    g.groups = 1;
+    return g;
+}
 
 static bool conv_is_pointwise(const sm_conv_shape *s)
 {
@@ -99,9 +129,17 @@ static int64_t conv_thread_floats(const sm_conv_shape *s)
     return col + s->cout * conv_k(s);
 }
 
+/* Depthwise: a (KH, KW) weight-gradient partial per (c, n) plane. Grouped:
+ * the dense scratch of one group (the groups run one after another). */
 size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads)
 {
     if (nthreads < 1) nthreads = 1;
+    if (conv_is_depthwise(s))
+        return (size_t)(s->cin * s->n * s->kh * s->kw);
+    if (conv_groups(s) > 1) {
+        sm_conv_shape g = conv_group_shape(s);
+        return sm_conv2d_scratch_floats(&g, nthreads);
+    }
     return (size_t)nthreads * (size_t)conv_thread_floats(s) + (size_t)(s->cin * s->cout * s->kh * s->kw);
 }
 
@@ -225,12 +263,23 @@ static void col2im_add(float *dinp, const float *dcol, const sm_conv_shape *s, i
 
 /* What happens to a chunk of output rows right after its GEMM, while they are
  * still in cache: nothing, a bias, or a folded eval-mode batch norm with an
- * optional ReLU (see sm_conv2d_forward_bn). */
+ * optional ReLU or ReLU6 (see sm_conv2d_forward_bn). */
 typedef struct conv_epilogue {
     const float *bias;                    /* out += bias[co] */
     const float *center, *scale, *shift;  /* out = (out - center[co]) * scale[co] + shift[co] */
-    bool relu;                            /* then out = max(out, 0) */
+    sm_act act;                           /* then out = max(out, 0) or min(max(out, 0), 6) */
 } conv_epilogue;
+
+/* The epilogue of output channels [c0, c0 + n) of e, as channels [0, n). */
+static conv_epilogue epilogue_slice(const conv_epilogue *e, int64_t c0)
+{
+    conv_epilogue r = *e;
+    if (r.bias) r.bias += c0;
+    if (r.center) r.center += c0;
+    if (r.scale) r.scale += c0;
+    if (r.shift) r.shift += c0;
+    return r;
+}
 
 static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, const conv_epilogue *e)
 {
@@ -238,10 +287,16 @@ static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, cons
         float *row = o + co * ld;
         if (e->center) {
             float c0 = e->center[co], sc = e->scale[co], sh = e->shift ? e->shift[co] : 0.0f;
-            if (e->relu)
+            if (e->act == SM_ACT_RELU)
                 for (int64_t j = 0; j < cols; j++) {
                     float v = (row[j] - c0) * sc + sh;
                     row[j] = v > 0.0f ? v : 0.0f;
+                }
+            else if (e->act == SM_ACT_RELU6)
+                for (int64_t j = 0; j < cols; j++) {
+                    float v = (row[j] - c0) * sc + sh;
+                    v = v > 0.0f ? v : 0.0f;
+                    row[j] = v < 6.0f ? v : 6.0f;
                 }
             else
                 for (int64_t j = 0; j < cols; j++) row[j] = (row[j] - c0) * sc + sh;
@@ -295,24 +350,9 @@ static void conv_forward(float *out, const float *inp, const float *weight, cons
     }
 }
 
-void sm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       const sm_conv_shape *s, float *scratch)
-{
-    conv_epilogue e = {.bias = bias};
-    conv_forward(out, inp, weight, &e, s, scratch, conv_thread_floats(s), 0.0f);
-}
-
-void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
-                          const float *scale, const float *shift, sm_act act,
-                          const sm_conv_shape *s, float *scratch)
-{
-    conv_epilogue e = {.center = center, .scale = scale, .shift = shift, .relu = act == SM_ACT_RELU};
-    conv_forward(out, inp, weight, &e, s, scratch, conv_thread_floats(s), 0.0f);
-}
-
-void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const sm_conv_shape *s,
-                        float *scratch)
+/* The dense backward (groups 1) without dbias. */
+static void conv_backward_dense(float *dinp, float *dweight, const float *dout, const float *inp,
+                                const float *weight, const sm_conv_shape *s, float *scratch)
 {
     const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
     const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
@@ -320,15 +360,6 @@ void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
     const bool pointwise = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s);
     const int nt = sm_threads_get();
 
-    if (dbias) {
-        PAR_FOR(1)
-        for (int64_t co = 0; co < s->cout; co++) {
-            const float *row = dout + co * NP;
-            double acc = 0.0;
-            for (int64_t j = 0; j < NP; j++) acc += row[j];
-            dbias[co] += (float)acc;
-        }
-    }
     if (!dinp && !dweight)
         return;
     if (dweight)
@@ -384,25 +415,229 @@ void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
     }
 }
 
-/* ------------------------------------------------------------- naive twin */
+/* ------------------------------------------------------------- depthwise
+ * groups == Cin == Cout: plane (c, n) of the output depends on plane (c, n)
+ * of the input and the KH x KW filter c alone. Row by row, tap by tap: for
+ * output row oh and tap (ki, kj), the valid columns [lo, hi) of valid_range
+ * read input row ih = oh*stride - pad + ki at ow*stride - pad + kj. */
+
+/* o (OH, OW) = sum over taps of w[ki][kj] * x (H, W) shifted; one plane. */
+static void dw_plane_forward(float *restrict o, const float *restrict x, const float *restrict w,
+                             const sm_conv_shape *s)
+{
+    const int64_t H = s->h, W = s->w, OW = s->ow, st = s->stride, p = s->pad;
+    for (int64_t oh = 0; oh < s->oh; oh++) {
+        float *restrict orow = o + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) orow[ow] = 0.0f;
+        for (int64_t ki = 0; ki < s->kh; ki++) {
+            const int64_t ih = oh * st - p + ki;
+            if (ih < 0 || ih >= H)
+                continue;
+            const float *restrict xr = x + ih * W;
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float wv = w[ki * s->kw + kj];
+                const int64_t off = kj - p;
+                int64_t lo, hi;
+                valid_range(&lo, &hi, kj, s);
+                if (st == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) orow[ow] += wv * xr[ow + off];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) orow[ow] += wv * xr[ow * st + off];
+            }
+        }
+    }
+}
+
+/* dx (H, W) += the adjoint of dw_plane_forward applied to d (OH, OW). */
+static void dw_plane_dinp(float *restrict dx, const float *restrict d, const float *restrict w,
+                          const sm_conv_shape *s)
+{
+    const int64_t H = s->h, W = s->w, OW = s->ow, st = s->stride, p = s->pad;
+    for (int64_t oh = 0; oh < s->oh; oh++) {
+        const float *restrict drow = d + oh * OW;
+        for (int64_t ki = 0; ki < s->kh; ki++) {
+            const int64_t ih = oh * st - p + ki;
+            if (ih < 0 || ih >= H)
+                continue;
+            float *restrict xr = dx + ih * W;
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float wv = w[ki * s->kw + kj];
+                const int64_t off = kj - p;
+                int64_t lo, hi;
+                valid_range(&lo, &hi, kj, s);
+                if (st == 1)
+                    for (int64_t ow = lo; ow < hi; ow++) xr[ow + off] += wv * drow[ow];
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) xr[ow * st + off] += wv * drow[ow];
+            }
+        }
+    }
+}
+
+/* g (KH, KW) = the weight gradient of one plane: sum over the plane of
+ * d * x shifted, per tap. Eight running sums side by side (then added in a
+ * fixed order), so the reduction vectorises without reassociating floats. */
+static void dw_plane_dweight(float *restrict g, const float *restrict d, const float *restrict x,
+                             const sm_conv_shape *s)
+{
+    const int64_t H = s->h, W = s->w, OW = s->ow, st = s->stride, p = s->pad;
+    for (int64_t ki = 0; ki < s->kh; ki++)
+        for (int64_t kj = 0; kj < s->kw; kj++) {
+            const int64_t off = kj - p;
+            float lane[8] = {0}, tail = 0.0f;
+            int64_t lo, hi;
+            valid_range(&lo, &hi, kj, s);
+            for (int64_t oh = 0; oh < s->oh; oh++) {
+                const int64_t ih = oh * st - p + ki;
+                if (ih < 0 || ih >= H)
+                    continue;
+                const float *restrict drow = d + oh * OW, *restrict xr = x + ih * W;
+                int64_t ow = lo;
+                if (st == 1)
+                    for (; ow + 8 <= hi; ow += 8)
+                        for (int l = 0; l < 8; l++) lane[l] += drow[ow + l] * xr[ow + l + off];
+                else
+                    for (; ow + 8 <= hi; ow += 8)
+                        for (int l = 0; l < 8; l++) lane[l] += drow[ow + l] * xr[(ow + l) * st + off];
+                for (; ow < hi; ow++) tail += drow[ow] * xr[ow * st + off];
+            }
+            g[ki * s->kw + kj] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                                 ((lane[4] + lane[5]) + (lane[6] + lane[7])) + tail;
+        }
+}
+
+/* Planes (c, n) in one static loop; the epilogue of channel c on each plane. */
+static void dw_forward(float *out, const float *inp, const float *weight, const conv_epilogue *e,
+                       const sm_conv_shape *s)
+{
+    const int64_t N = s->n, HW = s->h * s->w, P = s->oh * s->ow, kk = s->kh * s->kw;
+    const int64_t planes = s->cin * N;
+    PAR_FOR(planes * P * kk >= 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t c = pl / N;
+        float *o = out + pl * P;
+        dw_plane_forward(o, inp + pl * HW, weight + c * kk, s);
+        conv_epilogue ec = epilogue_slice(e, c);
+        epilogue_rows(o, P, P, 1, &ec);
+    }
+}
+
+/* dinp planes directly; dweight through the per-plane partials in scratch
+ * (C, N, KH, KW), then summed over n in order for each channel. */
+static void dw_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                        const float *weight, const sm_conv_shape *s, float *scratch)
+{
+    const int64_t N = s->n, HW = s->h * s->w, P = s->oh * s->ow, kk = s->kh * s->kw;
+    const int64_t planes = s->cin * N;
+    if (!dinp && !dweight)
+        return;
+    PAR_FOR(planes * P * kk >= 32768)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t c = pl / N;
+        if (dinp) dw_plane_dinp(dinp + pl * HW, dout + pl * P, weight + c * kk, s);
+        if (dweight) dw_plane_dweight(scratch + pl * kk, dout + pl * P, inp + pl * HW, s);
+    }
+    if (dweight) {
+        PAR_FOR(planes * kk >= 32768)
+        for (int64_t c = 0; c < s->cin; c++)
+            for (int64_t t = 0; t < kk; t++) {
+                double acc = 0.0;
+                for (int64_t n = 0; n < N; n++) acc += scratch[(c * N + n) * kk + t];
+                dweight[c * kk + t] += (float)acc;
+            }
+    }
+}
+
+/* ------------------------------------------------------------- entry points */
+
+/* Dense, depthwise, or g dense convs on the groups' slices. */
+static void conv_forward_any(float *out, const float *inp, const float *weight,
+                             const conv_epilogue *e, const sm_conv_shape *s, float *scratch)
+{
+    if (conv_is_depthwise(s)) {
+        dw_forward(out, inp, weight, e, s);
+        return;
+    }
+    if (conv_groups(s) == 1) {
+        conv_forward(out, inp, weight, e, s, scratch, conv_thread_floats(s), 0.0f);
+        return;
+    }
+    const sm_conv_shape g = conv_group_shape(s);
+    const int64_t per_thread = conv_thread_floats(&g);
+    for (int64_t gi = 0; gi < conv_groups(s); gi++) {
+        conv_epilogue eg = epilogue_slice(e, gi * g.cout);
+        conv_forward(out + gi * g.cout * g.n * g.oh * g.ow, inp + gi * g.cin * g.n * g.h * g.w,
+                     weight + gi * g.cout * conv_k(&g), &eg, &g, scratch, per_thread, 0.0f);
+    }
+}
+
+void sm_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       const sm_conv_shape *s, float *scratch)
+{
+    conv_epilogue e = {.bias = bias};
+    conv_forward_any(out, inp, weight, &e, s, scratch);
+}
+
+void sm_conv2d_forward_bn(float *out, const float *inp, const float *weight, const float *center,
+                          const float *scale, const float *shift, sm_act act,
+                          const sm_conv_shape *s, float *scratch)
+{
+    conv_epilogue e = {.center = center, .scale = scale, .shift = shift, .act = act};
+    conv_forward_any(out, inp, weight, &e, s, scratch);
+}
+
+void sm_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const sm_conv_shape *s,
+                        float *scratch)
+{
+    const int64_t NP = s->n * s->oh * s->ow;
+    if (dbias) {
+        PAR_FOR(1)
+        for (int64_t co = 0; co < s->cout; co++) {
+            const float *row = dout + co * NP;
+            double acc = 0.0;
+            for (int64_t j = 0; j < NP; j++) acc += row[j];
+            dbias[co] += (float)acc;
+        }
+    }
+    if (conv_is_depthwise(s)) {
+        dw_backward(dinp, dweight, dout, inp, weight, s, scratch);
+        return;
+    }
+    if (conv_groups(s) == 1) {
+        conv_backward_dense(dinp, dweight, dout, inp, weight, s, scratch);
+        return;
+    }
+    const sm_conv_shape g = conv_group_shape(s);
+    const int64_t xg = g.cin * g.n * g.h * g.w, wg = g.cout * conv_k(&g), og = g.cout * NP;
+    for (int64_t gi = 0; gi < conv_groups(s); gi++)
+        conv_backward_dense(dinp ? dinp + gi * xg : NULL, dweight ? dweight + gi * wg : NULL,
+                            dout + gi * og, inp + gi * xg, weight + gi * wg, &g, scratch);
+}
+
+/* ------------------------------------------------------------- naive twin
+ * Output channel co of group co / (Cout/g) reads that group's Cin/g input
+ * channels; weight (Cout, Cin/g, KH, KW). */
 
 void sm_conv2d_forward_naive(float *out, const float *inp, const float *weight,
                              const float *bias, const sm_conv_shape *s)
 {
     const int64_t N = s->n, H = s->h, W = s->w, OH = s->oh, OW = s->ow;
+    const int64_t cig = s->cin / conv_groups(s), cog = s->cout / conv_groups(s);
     for (int64_t co = 0; co < s->cout; co++)
         for (int64_t n = 0; n < N; n++)
             for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow++) {
                     double acc = bias ? bias[co] : 0.0;
-                    for (int64_t ci = 0; ci < s->cin; ci++)
+                    for (int64_t cl = 0; cl < cig; cl++)
                         for (int64_t ki = 0; ki < s->kh; ki++)
                             for (int64_t kj = 0; kj < s->kw; kj++) {
                                 int64_t ih = oh * s->stride - s->pad + ki;
                                 int64_t iw = ow * s->stride - s->pad + kj;
+                                int64_t ci = co / cog * cig + cl;
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= W)
                                     continue;
-                                acc += (double)weight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj] *
+                                acc += (double)weight[((co * cig + cl) * s->kh + ki) * s->kw + kj] *
                                        inp[((ci * N + n) * H + ih) * W + iw];
                             }
                     out[((co * N + n) * OH + oh) * OW + ow] = (float)acc;
@@ -413,6 +648,7 @@ void sm_conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const f
                               const float *inp, const float *weight, const sm_conv_shape *s)
 {
     const int64_t N = s->n, H = s->h, W = s->w, OH = s->oh, OW = s->ow, st = s->stride;
+    const int64_t cig = s->cin / conv_groups(s), cog = s->cout / conv_groups(s);
     if (dbias)
         for (int64_t co = 0; co < s->cout; co++) {
             double acc = 0.0;
@@ -421,9 +657,10 @@ void sm_conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const f
         }
     if (dweight)
         for (int64_t co = 0; co < s->cout; co++)
-            for (int64_t ci = 0; ci < s->cin; ci++)
+            for (int64_t cl = 0; cl < cig; cl++)
                 for (int64_t ki = 0; ki < s->kh; ki++)
                     for (int64_t kj = 0; kj < s->kw; kj++) {
+                        const int64_t ci = co / cog * cig + cl;
                         double acc = 0.0;
                         for (int64_t n = 0; n < N; n++)
                             for (int64_t oh = 0; oh < OH; oh++)
@@ -434,15 +671,16 @@ void sm_conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const f
                                     acc += (double)dout[((co * N + n) * OH + oh) * OW + ow] *
                                            inp[((ci * N + n) * H + ih) * W + iw];
                                 }
-                        dweight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj] += (float)acc;
+                        dweight[((co * cig + cl) * s->kh + ki) * s->kw + kj] += (float)acc;
                     }
     if (dinp)
         for (int64_t ci = 0; ci < s->cin; ci++)
             for (int64_t n = 0; n < N; n++)
                 for (int64_t ih = 0; ih < H; ih++)
                     for (int64_t iw = 0; iw < W; iw++) {
+                        const int64_t gi = ci / cig, cl = ci % cig;
                         double acc = 0.0;
-                        for (int64_t co = 0; co < s->cout; co++)
+                        for (int64_t co = gi * cog; co < (gi + 1) * cog; co++)
                             for (int64_t ki = 0; ki < s->kh; ki++)
                                 for (int64_t kj = 0; kj < s->kw; kj++) {
                                     int64_t th = ih + s->pad - ki, tw = iw + s->pad - kj;
@@ -452,7 +690,7 @@ void sm_conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const f
                                     if (oh >= OH || ow >= OW)
                                         continue;
                                     acc += (double)dout[((co * N + n) * OH + oh) * OW + ow] *
-                                           weight[((co * s->cin + ci) * s->kh + ki) * s->kw + kj];
+                                           weight[((co * cig + cl) * s->kh + ki) * s->kw + kj];
                                 }
                         dinp[((ci * N + n) * H + ih) * W + iw] += (float)acc;
                     }

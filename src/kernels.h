@@ -113,8 +113,9 @@ void sm_relu_backward(float *dinp, const float *dout, const float *out, int64_t 
 void sm_relu6_forward(float *out, const float *inp, int64_t n);
 void sm_relu6_backward(float *dinp, const float *dout, const float *inp, int64_t n);
 /* Hardswish = x * min(max(x + 3, 0), 6) / 6 (torch.nn.Hardswish); its
- * derivative as PyTorch's: 0 for x < -3, 1 for x > 3, (2x + 3)/6 between
- * (x = -3 gives (2x+3)/6, x = 3 gives 1, as torch's hardswish_backward). */
+ * derivative as PyTorch's vectorised CPU kernel: 0 for x < -3, (2x + 3)/6
+ * on [-3, 3), 1 from 3 on. (At the kink x = 3 torch's scalar tail says 1.5
+ * instead: a tensor of 5 elements gets 1.5, one of 100 gets 1.) */
 void sm_hardswish_forward(float *out, const float *inp, int64_t n);
 void sm_hardswish_backward(float *dinp, const float *dout, const float *inp, int64_t n);
 /* Hardsigmoid = min(max(x + 3, 0), 6) / 6 (torch.nn.Hardsigmoid); dinp +=

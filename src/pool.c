@@ -150,6 +150,58 @@ void sm_avgpool2d_backward(float *dinp, const float *dout, int64_t planes, int64
     }
 }
 
+/* PyTorch's cell bounds: [floor(i*H/OH), ceil((i+1)*H/OH)). */
+static void adaptive_range(int64_t *lo, int64_t *hi, int64_t i, int64_t in, int64_t out)
+{
+    *lo = i * in / out;
+    *hi = ((i + 1) * in + out - 1) / out;
+}
+
+void sm_adaptive_avgpool2d_forward(float *out, const float *inp, int64_t planes, int64_t h,
+                                   int64_t w, int64_t oh, int64_t ow)
+{
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *x = inp + p * h * w;
+        float *y = out + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++) {
+            int64_t h0, h1;
+            adaptive_range(&h0, &h1, i, h, oh);
+            for (int64_t j = 0; j < ow; j++) {
+                int64_t w0, w1;
+                adaptive_range(&w0, &w1, j, w, ow);
+                double s = 0.0;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) s += x[a * w + b];
+                y[i * ow + j] = (float)(s / (double)((h1 - h0) * (w1 - w0)));
+            }
+        }
+    }
+}
+
+void sm_adaptive_avgpool2d_backward(float *dinp, const float *dout, int64_t planes, int64_t h,
+                                    int64_t w, int64_t oh, int64_t ow)
+{
+    if (!dinp)
+        return;
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float *dx = dinp + p * h * w;
+        const float *dy = dout + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++) {
+            int64_t h0, h1;
+            adaptive_range(&h0, &h1, i, h, oh);
+            for (int64_t j = 0; j < ow; j++) {
+                int64_t w0, w1;
+                adaptive_range(&w0, &w1, j, w, ow);
+                const float g = dy[i * ow + j] / (float)((h1 - h0) * (w1 - w0));
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) dx[a * w + b] += g;
+            }
+        }
+    }
+}
+
 void sm_gap_forward(float *out, const float *inp, int64_t c, int64_t n, int64_t hw)
 {
     PAR_FOR(c * n * hw >= PAR_MIN)

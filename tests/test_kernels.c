@@ -76,7 +76,8 @@ static void fixture_conv(void)
         const float *cfg = get(cs, "cfg", &n);
         sm_conv_shape s = {.n = (int64_t)cfg[0], .cin = (int64_t)cfg[1], .h = (int64_t)cfg[2],
                            .w = (int64_t)cfg[3], .cout = (int64_t)cfg[4], .kh = (int64_t)cfg[5],
-                           .kw = (int64_t)cfg[6], .stride = (int64_t)cfg[7], .pad = (int64_t)cfg[8]};
+                           .kw = (int64_t)cfg[6], .stride = (int64_t)cfg[7], .pad = (int64_t)cfg[8],
+                           .groups = n > 10 ? (int64_t)cfg[10] : 1};
         int hb = cfg[9] != 0.0f;
         CHECK(sm_conv_shape_init(&s) == 0);
         int64_t nx, nw, no;
@@ -267,6 +268,53 @@ static void fixture_norm(void)
     }
 }
 
+typedef void (*act_fwd_fn)(float *, const float *, int64_t);
+typedef void (*act_bwd_fn)(float *, const float *, const float *, int64_t);
+
+/* ReLU6, Hardswish, Hardsigmoid, Sigmoid: values on every kink and far out;
+ * the backward of Sigmoid reads the output, the others the input. */
+static void fixture_act2(void)
+{
+    static const struct { const char *cs; act_fwd_fn fwd; act_bwd_fn bwd; bool from_out; } a[] = {
+        {"relu60", sm_relu6_forward, sm_relu6_backward, false},
+        {"hardswish0", sm_hardswish_forward, sm_hardswish_backward, false},
+        {"hardsigmoid0", sm_hardsigmoid_forward, sm_hardsigmoid_backward, false},
+        {"sigmoid0", sm_sigmoid_forward, sm_sigmoid_backward, true},
+    };
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+        int64_t n;
+        const float *x = get(a[i].cs, "x", &n);
+        float *out = fbuf(n), *dx = fbuf(n);
+        a[i].fwd(out, x, n);
+        th_close_case(a[i].cs, "out", out, get(a[i].cs, "out", NULL), n, TOL);
+        a[i].bwd(dx, get(a[i].cs, "dout", NULL), a[i].from_out ? out : x, n);
+        th_close_case(a[i].cs, "dx", dx, get(a[i].cs, "dx", NULL), n, TOL);
+        a[i].bwd(NULL, get(a[i].cs, "dout", NULL), a[i].from_out ? out : x, n);   /* no-op */
+        free(out); free(dx);
+    }
+}
+
+static void fixture_adaptive(void)
+{
+    for (int i = 0; ; i++) {
+        char cs[32];
+        snprintf(cs, sizeof cs, "adaptive%d", i);
+        if (!fx_has_case(fx, cs))
+            break;
+        const float *cfg = get(cs, "cfg", NULL);
+        int64_t nn = (int64_t)cfg[0], c = (int64_t)cfg[1], h = (int64_t)cfg[2],
+                w = (int64_t)cfg[3], oh = (int64_t)cfg[4], ow = (int64_t)cfg[5], nx, no;
+        const float *x = get(cs, "x", &nx), *dout = get(cs, "dout", &no);
+        CHECK(nx == nn * c * h * w && no == nn * c * oh * ow);
+        float *out = fbuf(no), *dx = fbuf(nx);
+        sm_adaptive_avgpool2d_forward(out, x, nn * c, h, w, oh, ow);
+        sm_adaptive_avgpool2d_backward(dx, dout, nn * c, h, w, oh, ow);
+        th_close_case(cs, "out", out, get(cs, "out", NULL), no, TOL);
+        th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
+        free(out); free(dx);
+    }
+}
+
 /* ------------------------------------------------------------- (b) finite differences
  * An fd_case names up to 4 differentiable inputs p[] with analytic gradients
  * g[]; fwd() recomputes out from the current p[]; bwd() accumulates into g[]
@@ -414,6 +462,33 @@ static void flat_bwd(fd_case *f) { sm_flatten_backward(f->g[0], f->R, f->a, f->b
 static void lin_fwd(fd_case *f) { sm_linear_forward(f->out, f->p[0], f->p[1], f->p[2], f->a, f->b, f->c); }
 static void lin_bwd(fd_case *f) { sm_linear_backward(f->g[0], f->g[1], f->g[2], f->R, f->p[0], f->p[1], f->a, f->b, f->c); }
 /* a n, b d; aux0 norm; eps 1e-12 */
+/* the four newer activations, by f->a: 0 ReLU6, 1 Hardswish, 2 Hardsigmoid, 3 Sigmoid */
+static void act2_fwd(fd_case *f)
+{
+    static const act_fwd_fn fn[] = {sm_relu6_forward, sm_hardswish_forward, sm_hardsigmoid_forward,
+                                    sm_sigmoid_forward};
+    fn[f->a](f->out, f->p[0], f->nout);
+}
+static void act2_bwd(fd_case *f)
+{
+    static const act_bwd_fn fn[] = {sm_relu6_backward, sm_hardswish_backward,
+                                    sm_hardsigmoid_backward, sm_sigmoid_backward};
+    fn[f->a](f->g[0], f->R, f->a == 3 ? f->out : f->p[0], f->nout);
+}
+/* which piece of the piecewise function each input is on */
+static uint64_t act2_state(fd_case *f)
+{
+    uint64_t hsh = 1469598103934665603ull;
+    const float lo = f->a == 0 ? 0.0f : -3.0f, hi = f->a == 0 ? 6.0f : 3.0f;
+    for (int64_t i = 0; i < f->nout; i++) {
+        const float x = f->p[0][i];
+        hsh = (hsh ^ (uint64_t)(x <= lo ? 0 : x >= hi ? 2 : 1)) * 1099511628211ull;
+    }
+    return hsh;
+}
+static void adapt_fwd(fd_case *f) { sm_adaptive_avgpool2d_forward(f->out, f->p[0], f->a, f->b, f->c, f->d, f->e); }
+static void adapt_bwd(fd_case *f) { sm_adaptive_avgpool2d_backward(f->g[0], f->R, f->a, f->b, f->c, f->d, f->e); }
+
 static void l2_fwd(fd_case *f) { sm_l2norm_forward(f->out, f->aux[0], f->p[0], f->a, f->b, 1e-12f); }
 static void l2_bwd(fd_case *f) { sm_l2norm_backward(f->g[0], f->R, f->out, f->aux[0], f->a, f->b, 1e-12f); }
 
@@ -438,7 +513,7 @@ static void fd_conv(const char *name, sm_conv_shape s, int bias)
     fd_case f = {.name = name, .fwd = conv_fwd, .bwd = conv_bwd, .h = 1e-2, .cs = s};
     CHECK(sm_conv_shape_init(&f.cs) == 0);
     fd_param(&f, "x", f.cs.cin * f.cs.n * f.cs.h * f.cs.w, 1.0);
-    fd_param(&f, "w", f.cs.cout * f.cs.cin * f.cs.kh * f.cs.kw, 0.5);
+    fd_param(&f, "w", f.cs.cout * (f.cs.cin / (f.cs.groups > 1 ? f.cs.groups : 1)) * f.cs.kh * f.cs.kw, 0.5);
     if (bias) fd_param(&f, "b", f.cs.cout, 1.0);
     f.nout = f.cs.cout * f.cs.n * f.cs.oh * f.cs.ow;
     f.out = fbuf(f.nout);
@@ -486,6 +561,34 @@ static void finite_differences(void)
     fd_conv("conv 3x3 s1 p1 (x,w,b)", c1, 1);
     fd_conv("conv 5x5 s2 p2 (x,w)", c2, 0);
     fd_conv("conv 1x1 (x,w,b)", c3, 1);
+    sm_conv_shape c4 = {.n = 2, .cin = 4, .h = 5, .w = 6, .cout = 6, .kh = 3, .kw = 3, .stride = 1, .pad = 1, .groups = 2};
+    sm_conv_shape c5 = {.n = 2, .cin = 5, .h = 7, .w = 6, .cout = 5, .kh = 3, .kw = 3, .stride = 2, .pad = 1, .groups = 5};
+    sm_conv_shape c6 = {.n = 1, .cin = 3, .h = 6, .w = 6, .cout = 6, .kh = 5, .kw = 3, .stride = 1, .pad = 1, .groups = 3};
+    fd_conv("conv 3x3 groups 2 (x,w,b)", c4, 1);
+    fd_conv("conv depthwise s2 (x,w)", c5, 0);
+    fd_conv("conv 5x3 groups 3, x2 (x,w,b)", c6, 1);
+    {
+        static const char *names[] = {"relu6 (x)", "hardswish (x)", "hardsigmoid (x)", "sigmoid (x)"};
+        for (int k = 0; k < 4; k++) {
+            fd_case f = {.name = names[k], .fwd = act2_fwd, .bwd = act2_bwd, .state = act2_state,
+                         .h = 1e-2, .a = k};
+            fd_param(&f, "x", 60, 4.0);
+            /* kinks to skip; the smooth ones are checked right next to them */
+            const float planted[] = {-3.004f, 3.003f, 0.004f, 5.996f};
+            for (int i = 0; i < 4; i++) f.p[0][i] = planted[i];
+            f.nout = 60; f.out = fbuf(60);
+            fd_run(&f, 1e-3);
+            fd_free(&f);
+        }
+    }
+    {
+        fd_case f = {.name = "adaptive avgpool 7x5->3x2 (x)", .fwd = adapt_fwd, .bwd = adapt_bwd,
+                     .h = 1e-2, .a = 3, .b = 7, .c = 5, .d = 3, .e = 2};
+        fd_param(&f, "x", 105, 1.0);
+        f.nout = 18; f.out = fbuf(18);
+        fd_run(&f, 1e-3);
+        fd_free(&f);
+    }
     fd_bn("bn2d (x,gamma,beta)", 1, 3, 40);
     fd_bn("bn1d (x,gamma,beta)", 10, 4, 1);
     fd_bn("bn (N,C,L) (x,gamma,beta)", 3, 2, 5);
@@ -566,15 +669,25 @@ static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const fl
     float *center = fbuf(C), *scale = fbuf(C), *want = fbuf(no), *got = fbuf(no);
     for (int64_t c = 0; c < C; c++) rv[c] = 0.2f + (float)fabs(sm_rng_normal(&rng));
     char what[200];
-    for (int v = 0; v < 3; v++) {   /* 0: ReLU, 1: no ReLU, 2: ReLU without beta */
-        bool relu = v != 1;
+    for (int v = 0; v < 4; v++) {   /* 0: ReLU, 1: none, 2: ReLU without beta, 3: ReLU6 */
+        sm_act act = v == 1 ? SM_ACT_NONE : v == 3 ? SM_ACT_RELU6 : SM_ACT_RELU;
         const float *beta = v == 2 ? NULL : bet;
+        if (v == 3)   /* a spread of ~3x the unit one, so that 6 clips */
+            for (int64_t c = 0; c < C; c++) { gam[c] *= 3.0f; bet[c] *= 3.0f; }
         sm_bn_forward_eval(want, ref, gam, beta, rm, rv, 1, C, P, 1e-5f);
-        if (relu) sm_relu_forward(want, want, no);
+        if (act == SM_ACT_RELU) sm_relu_forward(want, want, no);
+        double pre = 0.0;   /* ReLU6 clips the large values: the floor is of the pre-activation */
+        for (int64_t j = 0; j < no; j++) pre = fmax(pre, fabs((double)want[j]));
+        if (act == SM_ACT_RELU6) sm_relu6_forward(want, want, no);
         sm_bn_fold(center, scale, b, gam, rm, rv, C, 1e-5f);
-        sm_conv2d_forward_bn(got, x, w, center, scale, beta, relu, s, scratch);
-        snprintf(what, sizeof what, "%s bn-fold%s%s", label, relu ? "+relu" : "", beta ? "" : " no-beta");
-        th_close_case("fast/naive", what, got, want, no, TOL);
+        sm_conv2d_forward_bn(got, x, w, center, scale, beta, act, s, scratch);
+        if (v == 3)
+            for (int64_t c = 0; c < C; c++) { gam[c] /= 3.0f; bet[c] /= 3.0f; }
+        snprintf(what, sizeof what, "%s bn-fold%s%s", label,
+                 act == SM_ACT_RELU ? "+relu" : act == SM_ACT_RELU6 ? "+relu6" : "", beta ? "" : " no-beta");
+        char full[256];
+        snprintf(full, sizeof full, "fast/naive %s", what);
+        th_close(full, got, want, no, TOL, fmax(0.05 * pre, 1e-30));
     }
     /* far from zero: conv output = conv(x) + ~1000, running mean ~1000 */
     float *big = fbuf(C), *plain = fbuf(no);
@@ -591,7 +704,7 @@ static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const fl
             want[c * P + j] = (float)(y > 0 ? y : 0);
         }
     sm_bn_fold(center, scale, big, gam, rm, rv, C, 1e-5f);
-    sm_conv2d_forward_bn(got, x, w, center, scale, bet, true, s, scratch);
+    sm_conv2d_forward_bn(got, x, w, center, scale, bet, SM_ACT_RELU, s, scratch);
     snprintf(what, sizeof what, "%s bn-fold mean 1000", label);
     th_close_case("fast/naive", what, got, want, no, TOL);
     free(gam); free(bet); free(rm); free(rv); free(center); free(scale); free(want); free(got);
@@ -603,10 +716,11 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     char label[96];
     CHECK(sm_conv_shape_init(&s) == 0);
     sm_threads_set(threads);
-    snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld t%d",
+    snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld g%lld t%d",
              (long long)s.n, (long long)s.h, (long long)s.w, (long long)s.cin, (long long)s.cout,
-             (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad, threads);
-    int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * s.kh * s.kw;
+             (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad,
+             (long long)(s.groups > 1 ? s.groups : 1), threads);
+    int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * (s.cin / (s.groups > 1 ? s.groups : 1)) * s.kh * s.kw;
     int64_t no = s.cout * s.n * s.oh * s.ow;
     /* float sums of K terms differ by ~sqrt(K) roundings between the
      * blocked gemm and the naive loop: the weight gradient sums N*OH*OW */
@@ -647,8 +761,8 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
 
 static void fast_vs_naive(void)
 {
-    static const int64_t shapes[][9] = {
-        /* n, cin, h, w, cout, kh, kw, stride, pad */
+    static const int64_t shapes[][10] = {
+        /* n, cin, h, w, cout, kh, kw, stride, pad[, groups] */
         {3, 1, 5, 5, 4, 3, 3, 2, 1},
         {3, 2, 5, 5, 3, 5, 5, 1, 2},
         {3, 3, 5, 5, 2, 1, 1, 1, 0},   /* pointwise path */
@@ -664,12 +778,19 @@ static void fast_vs_naive(void)
         {2, 8, 10, 10, 6, 1, 1, 1, 0},  /* one chunk, pointwise */
         {1, 3, 33, 29, 5, 3, 3, 2, 1},  /* one chunk, strided, odd sizes */
         {3, 2, 2, 3, 3, 5, 5, 1, 2},    /* "same" with shifts past a whole plane */
+        {3, 4, 6, 6, 6, 3, 3, 1, 1, 2},  /* grouped */
+        {4, 8, 9, 9, 8, 3, 3, 2, 1, 8},  /* depthwise strided */
+        {37, 16, 14, 14, 16, 3, 3, 1, 1, 16}, /* depthwise, many planes (threads split them) */
+        {2, 6, 11, 10, 6, 5, 5, 2, 2, 6}, /* depthwise 5x5, odd sizes */
+        {3, 3, 5, 5, 6, 3, 3, 1, 1, 3},  /* depth multiplier 2 */
+        {3, 8, 5, 5, 4, 1, 1, 1, 0, 4},  /* grouped pointwise */
+        {1, 32, 24, 24, 32, 3, 3, 1, 1, 32}, /* depthwise, one image */
     };
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             const int64_t *v = shapes[i];
             sm_conv_shape s = {.n = v[0], .cin = v[1], .h = v[2], .w = v[3], .cout = v[4],
-                               .kh = v[5], .kw = v[6], .stride = v[7], .pad = v[8]};
+                               .kh = v[5], .kw = v[6], .stride = v[7], .pad = v[8], .groups = v[9]};
             conv_vs_naive(s, t);
         }
     sm_conv_shape bad = {.n = 1, .cin = 1, .h = 3, .w = 3, .cout = 1, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
@@ -713,6 +834,29 @@ static void determinism(void)
         free(bo[r]); free(bdx[r]); free(bdg[r]); free(bdb[r]);
     }
     free(x); free(w); free(b); free(dout); free(scratch); free(g); free(be);
+
+    /* depthwise: per-plane partials summed in image order, so the result
+     * does not depend on the thread count at all */
+    sm_conv_shape d = {.n = 9, .cin = 24, .h = 14, .w = 14, .cout = 24, .kh = 3, .kw = 3,
+                       .stride = 2, .pad = 1, .groups = 24};
+    CHECK(sm_conv_shape_init(&d) == 0);
+    int64_t dnx = d.cin * d.n * d.h * d.w, dnw = d.cout * 9, dno = d.cout * d.n * d.oh * d.ow;
+    float *dxin = frand(dnx, 1.0), *dwt = frand(dnw, 0.3), *ddo = frand(dno, 1.0);
+    float *dsc = fbuf((int64_t)sm_conv2d_scratch_floats(&d, 4));
+    float *o[2], *gx[2], *gw[2];
+    for (int r = 0; r < 2; r++) {
+        sm_threads_set(r ? 4 : 1);
+        o[r] = fbuf(dno); gx[r] = fbuf(dnx); gw[r] = fbuf(dnw);
+        sm_conv2d_forward(o[r], dxin, dwt, NULL, &d, dsc);
+        sm_conv2d_backward(gx[r], gw[r], NULL, ddo, dxin, dwt, &d, dsc);
+    }
+    sm_threads_set(2);
+    CHECK(memcmp(o[0], o[1], (size_t)dno * 4) == 0);
+    CHECK(memcmp(gx[0], gx[1], (size_t)dnx * 4) == 0);
+    CHECK(memcmp(gw[0], gw[1], (size_t)dnw * 4) == 0);
+    printf("ok   determinism: depthwise conv bit-identical on 1 and 4 threads\n");
+    for (int r = 0; r < 2; r++) { free(o[r]); free(gx[r]); free(gw[r]); }
+    free(dxin); free(dwt); free(ddo); free(dsc);
 }
 
 /* ------------------------------------------------------------- dropout */
@@ -768,6 +912,8 @@ int main(void)
         fixture_pool();
         fixture_linear();
         fixture_norm();
+        fixture_act2();
+        fixture_adaptive();
     }
     finite_differences();
     fast_vs_naive();

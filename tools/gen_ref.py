@@ -290,6 +290,70 @@ def gen_norm(fx, g):
         fx.add(p + "dx", dx)
 
 
+def gen_layers2(fx):
+    """Grouped/depthwise convolutions, the bounded and smooth activations and
+    adaptive average pooling, from a generator of their own, so that adding
+    them left the earlier cases' values as they were."""
+    g = torch.Generator().manual_seed(2026)
+    # (n, cin, h, w, cout, kh, kw, stride, pad, bias, groups): conv6.. continue conv0..5
+    cases = [
+        (2, 4, 6, 6, 6, 3, 3, 1, 1, 1, 2),    # grouped
+        (2, 6, 7, 7, 6, 3, 3, 2, 1, 0, 6),    # depthwise, strided (MobileNetV2's)
+        (2, 4, 5, 5, 4, 3, 3, 1, 1, 1, 4),    # depthwise, "same"
+        (2, 3, 6, 6, 6, 3, 3, 1, 1, 0, 3),    # depth multiplier 2 (cin/g = 1, cout/g = 2)
+        (2, 8, 4, 4, 4, 1, 1, 1, 0, 1, 4),    # grouped pointwise
+        (1, 4, 9, 8, 4, 5, 5, 2, 2, 1, 4),    # depthwise 5x5 (MobileNetV3's)
+        (2, 6, 5, 7, 9, 3, 1, 1, 1, 1, 3),    # grouped, non-square kernel
+    ]
+    for i, (n, cin, h, w, cout, kh, kw, st, pad, hb, gr) in enumerate(cases):
+        p = "conv%d/" % (6 + i)
+        x = leaf(rand(g, n, cin, h, w))
+        wt = leaf(rand(g, cout, cin // gr, kh, kw, scale=0.5))
+        b = leaf(rand(g, cout)) if hb else None
+        out = F.conv2d(x, wt, b, stride=st, padding=pad, groups=gr)
+        dout = rand(g, *out.shape)
+        leaves = (x, wt) + ((b,) if hb else ())
+        grads = grad_of(out, dout, *leaves)
+        fx.add(p + "cfg", [n, cin, h, w, cout, kh, kw, st, pad, hb, gr])
+        fx.add(p + "x", cnhw(x))
+        fx.add(p + "w", wt)
+        if hb:
+            fx.add(p + "b", b)
+            fx.add(p + "db", grads[2])
+        fx.add(p + "out", cnhw(out))
+        fx.add(p + "dout", cnhw(dout))
+        fx.add(p + "dx", cnhw(grads[0]))
+        fx.add(p + "dw", grads[1])
+    # element-wise: values on every kink and far out, where exp overflows
+    special = torch.tensor([-3.0, 0.0, 3.0, 6.0, -6.0, 30.0, -30.0, 100.0, -100.0, 1e-7,
+                            -1e-7, 2.5, -2.5, 5.999, 6.001], dtype=torch.double)
+    for name, fn in [("relu6", F.relu6), ("hardswish", F.hardswish),
+                     ("hardsigmoid", F.hardsigmoid), ("sigmoid", torch.sigmoid)]:
+        x = leaf(torch.cat([f32(rand(g, 105) * 4.0), special]))
+        out = fn(x)
+        dout = rand(g, *x.shape)
+        (dx,) = grad_of(out, dout, x)
+        fx.add(name + "0/cfg", [x.numel()])
+        fx.add(name + "0/x", x)
+        fx.add(name + "0/out", out)
+        fx.add(name + "0/dout", dout)
+        fx.add(name + "0/dx", dx)
+    # (n, c, h, w, oh, ow): overlapping cells, exact division, global, more cells than rows
+    for i, (n, c, h, w, oh, ow) in enumerate([(2, 3, 7, 5, 3, 2), (1, 2, 6, 6, 4, 4),
+                                               (2, 2, 5, 7, 1, 1), (1, 1, 3, 3, 5, 4),
+                                               (2, 2, 8, 8, 2, 2)]):
+        p = "adaptive%d/" % i
+        x = leaf(rand(g, n, c, h, w))
+        out = F.adaptive_avg_pool2d(x, (oh, ow))
+        dout = rand(g, *out.shape)
+        (dx,) = grad_of(out, dout, x)
+        fx.add(p + "cfg", [n, c, h, w, oh, ow])
+        fx.add(p + "x", cnhw(x))
+        fx.add(p + "out", cnhw(out))
+        fx.add(p + "dout", cnhw(dout))
+        fx.add(p + "dx", cnhw(dx))
+
+
 def gen_kernels(outdir):
     """The backbone kernels of src/kernels.h -> kernels_ref.bin."""
     g = torch.Generator().manual_seed(20240601)
@@ -300,6 +364,7 @@ def gen_kernels(outdir):
     gen_pool(fx, g)
     gen_linear(fx, g)
     gen_norm(fx, g)
+    gen_layers2(fx)
     fx.write(os.path.join(outdir, "kernels_ref.bin"))
 
 
