@@ -323,11 +323,23 @@ req "conflict with a CLI item" 409 -X POST -H "$AUTH" --data-binary "@$COAT2" "$
     ok "409 for the image of a CLI-enrolled item: the thumbnail written for it was removed"
 
 if command -v python3 >/dev/null 2>&1; then
-    # 40 idle connections from 127.0.0.1 are held; the 41st is closed unanswered
+    # 40 keep-alive connections from 127.0.0.1 are held; the 41st is closed unanswered
     if python3 - "$PORT" >"$T/perip" 2>&1 <<'EOF'; then
 import socket, sys, time, urllib.request
 port = int(sys.argv[1])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+# each held connection is served once (kept alive) so the server has accepted
+# and counted all 40 before the 41st arrives: with a thread pool, connections
+# still queued in the kernel would race the 41st
+for s in held:
+    s.settimeout(10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+for s in held:
+    got = b""
+    while b"\r\n\r\n" not in got:
+        d = s.recv(4096)
+        assert d, "a held connection was closed before its answer"
+        got += d
 x = socket.create_connection(("127.0.0.1", port))
 x.settimeout(3)
 try:
