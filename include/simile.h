@@ -215,6 +215,25 @@ const char *sm_zoo_spec(const char *arch, int64_t dim, char *buf, size_t cap, sm
 /* Space-separated names of the built-in architectures. */
 const char *sm_zoo_names(void);
 
+/* A built-in architecture with options (sm_zoo_spec is this with dim set and
+ * the rest 0). The zoo's ResNets (resnet18, resnet34, resnet50) and
+ * MobileNetV2 (mobilenet-v2) are torchvision 0.14's, node for node: their
+ * tensors carry torchvision's state_dict names ("layer1.0.conv1.weight",
+ * "features.1.conv.0.0.weight", "bn1.running_var"). With dim > 0 the
+ * classifier (fc / classifier) is replaced by the embedding
+ * "embedding.0" (Linear -> dim) and "embedding.1" (BatchNorm1d(dim)); with
+ * dim == 0 torchvision's classifier is kept, with `classes` outputs. */
+typedef struct sm_zoo_config {
+    int64_t dim;        /* embedding size; 0: torchvision's classifier instead */
+    int64_t classes;    /* classifier outputs when dim == 0 (0: 1000, as torchvision) */
+    int64_t channels;   /* input channels (0: 3; mnist-net 1) */
+    int64_t height, width;   /* input size (0: 224; mnist-net 28); ResNets and
+                              * MobileNetV2 take any size >= 32 */
+} sm_zoo_config;
+/* The spec text of a built-in architecture, malloc'd (free it), or NULL with
+ * err set (unknown name, sizes out of range). */
+char *sm_zoo_build(const char *arch, const sm_zoo_config *cfg, sm_err *err);
+
 int64_t sm_model_dim(const sm_model *m);           /* embedding size D */
 int64_t sm_model_nparams(const sm_model *m);       /* trainable floats */
 int64_t sm_model_classes(const sm_model *m);       /* head classes, 0 without a head */
@@ -241,6 +260,23 @@ sm_status sm_model_plan_inference(sm_model *m, int64_t n, sm_err *err);
  * if the loss is not finite (parameters untouched). */
 sm_status sm_model_train_step(sm_model *m, const float *x, const int32_t *labels, int64_t n,
                               uint64_t step_seed, double *loss, int64_t *correct, sm_err *err);
+
+/* The network's raw output for x (N,C,H,W), before any normalisation and
+ * without the head, in the model's current mode (sm_model_set_training):
+ * *out (N,D) points into the model's arena and stays valid until the next
+ * call that runs the model. A training-mode run (which plans a training
+ * arena for n) may be followed by one sm_model_backward. */
+sm_status sm_model_run(sm_model *m, const float *x, int64_t n, const float **out, sm_err *err);
+/* Training mode (batch statistics in batch norms, dropout) or eval mode
+ * (the default) for sm_model_run; sm_model_train_step is always training,
+ * sm_model_embed / sm_model_predict always eval. */
+void sm_model_set_training(sm_model *m, bool training);
+/* Back-propagates dout (N,D), dL/d(output) of the last training-mode
+ * sm_model_run, into the gradient buffer (sm_model_grads), which it zeroes
+ * first. Each training run serves one backward; SM_ERR_ARG otherwise. x of
+ * that run must still hold its batch (for 1-channel inputs it is read
+ * again). */
+sm_status sm_model_backward(sm_model *m, const float *dout, sm_err *err);
 
 /* Inference (eval mode: BN running statistics, no dropout) on x (N,C,H,W):
  * emb (N,D) receives L2-normalised embeddings; pred (N) the head's argmax

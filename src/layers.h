@@ -8,11 +8,14 @@
 const struct sm_layer_ops *sm_layer_ops_find(const char *name);
 /* Space-separated list of kinds, for messages. */
 const char *sm_layer_kinds(void);
-/* Eval mode only: how many layers from i form conv, bn[, relu] (3 or 2), to
- * be run as one pass by sm_layers_forward_fused (relu: the count was 3),
- * which writes the last one's activation to out; 0 when they do not. */
+/* Eval mode only: how many nodes from i form conv, bn[, relu|relu6] (3 or
+ * 2), each the only reader of the one before, to be run as one pass by
+ * sm_layers_forward_fused (count: that number), which writes the last one's
+ * activation to out; 0 when they do not. */
 int sm_layers_fusable(const sm_model *m, int i);
-void sm_layers_forward_fused(sm_model *m, int i, bool relu, const float *in, float *out, int64_t n);
+void sm_layers_forward_fused(sm_model *m, int i, int count, const float *in, float *out, int64_t n);
+/* Whether l is a batch norm (its running statistics, num_batches_tracked). */
+bool sm_layer_is_bn(const sm_layer *l);
 /* Floats of l->save that an eval-mode forward of batch n writes. */
 size_t sm_layer_eval_save(const sm_layer *l, int64_t n);
 #endif

@@ -1,7 +1,7 @@
 /* modelio.c - models to and from safetensors checkpoints.
  *
  * Tensors: every parameter and BN running statistic under its PyTorch
- * state_dict name, F32; "layers.<i>.num_batches_tracked" as an I64 scalar;
+ * state_dict name, F32; "<node>.num_batches_tracked" of every batch norm as an I64 scalar;
  * with a training state also "optimizer.state0" / "optimizer.state1", flat
  * F32 buffers in the parameter buffer's layout.
  * __metadata__ (all strings, see docs/formats.md):
@@ -45,8 +45,8 @@ sm_status sm_model_save(sm_model *m, const char *path, const sm_train_state *ts,
     }
     for (int i = 0; i < m->nlayers && !st; i++)
         if (m->layers[i].rmean >= 0) {
-            char name[64];
-            snprintf(name, sizeof name, "layers.%d.num_batches_tracked", i);
+            char name[160];
+            snprintf(name, sizeof name, "%s.num_batches_tracked", m->layers[i].name);
             nbt[i] = m->layers[i].nbt;
             st = sm_ckpt_add(w, name, SM_DT_I64, 0, NULL, &nbt[i], err);
         }
@@ -182,8 +182,8 @@ static sm_status load_into(sm_model *m, const sm_ckpt *ck, const char *path, sm_
     }
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].rmean >= 0) {
-            char name[64];
-            snprintf(name, sizeof name, "layers.%d.num_batches_tracked", i);
+            char name[160];
+            snprintf(name, sizeof name, "%s.num_batches_tracked", m->layers[i].name);
             const sm_ckpt_tensor *ct = sm_ckpt_find(ck, name);
             if (ct && ct->dtype == SM_DT_I64 && ct->numel == 1) memcpy(&m->layers[i].nbt, ct->data, 8);
         }
