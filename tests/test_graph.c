@@ -284,8 +284,41 @@ static void test_threads(void)
     sm_model_free(m);
 }
 
+/* docs/model-spec.md's ResNet-18 (examples/resnet18.spec) is the zoo's. */
+static void test_resnet18_spec(void)
+{
+    FILE *f = fopen("examples/resnet18.spec", "rb");
+    CHECKF(f != NULL, "examples/resnet18.spec not found (run from the repository root)");
+    if (!f) return;
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    sm_err err = {0};
+    char *zs = sm_zoo_build("resnet18", &(sm_zoo_config){.dim = 512, .height = 64}, &err);
+    sm_model *a = NULL, *b = NULL;
+    CHECKF(sm_model_new(&a, text, NULL, 0, 3, &err) == SM_OK, "%s", err.msg);
+    CHECK(zs && sm_model_new(&b, zs, NULL, 0, 3, &err) == SM_OK);
+    free(zs);
+    if (!a || !b) { sm_model_free(a); sm_model_free(b); return; }
+    bool same = sm_model_ntensors(a) == sm_model_ntensors(b) && sm_model_nparams(a) == sm_model_nparams(b);
+    for (int t = 0; same && t < sm_model_ntensors(a); t++) {
+        sm_tensor_info ta, tb;
+        sm_model_tensor(a, t, &ta);
+        sm_model_tensor(b, t, &tb);
+        same = !strcmp(ta.name, tb.name) && ta.numel == tb.numel &&
+               !memcmp(ta.data, tb.data, sizeof(float) * (size_t)ta.numel);
+    }
+    CHECKF(same, "examples/resnet18.spec differs from the zoo's resnet18");
+    printf("%s examples/resnet18.spec = zoo resnet18 (%d tensors, %lld parameters)\n", same ? "ok  " : "FAIL",
+           sm_model_ntensors(a), (long long)sm_model_nparams(a));
+    sm_model_free(a);
+    sm_model_free(b);
+}
+
 int main(void)
 {
+    test_resnet18_spec();
     test_errors();
     test_gradients();
     test_accumulation();
