@@ -478,6 +478,14 @@ sm_status sm_dataset_parse_classes(const char *s, int32_t *classes, int64_t cap,
 /* Releases everything *d owns and zeroes it; NULL or a zeroed dataset is a
  * no-op. */
 void sm_dataset_free(sm_dataset *d);
+/* Converts every image of ds in place to c channels (1 or 3) and h x w
+ * pixels, as a folder dataset or sm_image_to_model_input would (gray
+ * replicated to RGB, RGB to luma; area when shrinking, bilinear when
+ * enlarging): Fashion-MNIST's 1x28x28 for a 32-px ResNet, say. Sizes equal
+ * to the data's keep it as it is. On failure ds is unchanged.
+ * Errors: SM_ERR_ARG (sizes out of range: 1..4096 per side, c not 1 or 3),
+ * SM_ERR_NOMEM. */
+sm_status sm_dataset_fit(sm_dataset *ds, int64_t c, int64_t h, int64_t w, sm_err *err);
 
 /* ---------------------------------------------------------------- image folders */
 

@@ -306,3 +306,42 @@ sm_status sm_dataset_parse_classes(const char *s, int32_t *classes, int64_t cap,
 syntax:
     return sm_fail(err, SM_ERR_ARG, "class list '%s': bad syntax at '%s'; expected e.g. 0-5 or 6,7,8,9", s, p);
 }
+
+sm_status sm_dataset_fit(sm_dataset *ds, int64_t c, int64_t h, int64_t w, sm_err *err)
+{
+    if (!ds) return sm_fail(err, SM_ERR_ARG, "sm_dataset_fit: NULL dataset");
+    if ((c != 1 && c != 3) || h < 1 || w < 1 || h > 4096 || w > 4096)
+        return sm_fail(err, SM_ERR_ARG, "cannot fit images to %lldx%lldx%lld (1 or 3 channels, "
+                       "1..4096 px)", (long long)c, (long long)h, (long long)w);
+    if (ds->c == c && ds->h == h && ds->w == w) return SM_OK;
+    if ((ds->c != 1 && ds->c != 3) || ds->h < 1 || ds->w < 1)
+        return sm_fail(err, SM_ERR_ARG, "cannot convert %lld-channel images", (long long)ds->c);
+    size_t per = (size_t)(c * h * w), in = (size_t)(ds->c * ds->h * ds->w);
+    if (ds->n < 0 || (ds->n > 0 && per > SIZE_MAX / (size_t)ds->n))
+        return sm_fail(err, SM_ERR_NOMEM, "out of memory");
+    uint8_t *px = malloc(per * (size_t)(ds->n ? ds->n : 1));
+    sm_image img = {.w = ds->w, .h = ds->h, .c = (int)ds->c,
+                    .px = malloc(in)};
+    if (!px || !img.px) {
+        free(px);
+        free(img.px);
+        return sm_fail(err, SM_ERR_NOMEM, "out of memory");
+    }
+    sm_status st = SM_OK;
+    for (int64_t i = 0; i < ds->n && !st; i++) {
+        const uint8_t *src = ds->images + (size_t)i * in;   /* (c, h, w) planes */
+        for (int64_t y = 0; y < ds->h; y++)
+            for (int64_t x = 0; x < ds->w; x++)
+                for (int64_t k = 0; k < ds->c; k++)
+                    img.px[(y * ds->w + x) * ds->c + k] = src[(k * ds->h + y) * ds->w + x];
+        st = sm_image_to_planes(&img, (int)c, h, w, px + (size_t)i * per, err);
+    }
+    free(img.px);
+    if (st) { free(px); return st; }
+    free(ds->images);
+    ds->images = px;
+    ds->c = c;
+    ds->h = h;
+    ds->w = w;
+    return SM_OK;
+}

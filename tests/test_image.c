@@ -967,9 +967,34 @@ static void test_export(void)
     sm_dataset_free(&fm);
 }
 
+/* sm_dataset_fit: every image converted as sm_image_to_planes would; equal
+ * sizes untouched; bad sizes refused with the data unchanged. */
+static void test_dataset_fit(void)
+{
+    sm_err e = {0};
+    sm_dataset ds = {.n = 2, .c = 1, .h = 4, .w = 5, .n_classes = 1};
+    ds.images = malloc(40);
+    ds.labels = calloc(2, sizeof *ds.labels);
+    ds.class_names = calloc(1, sizeof *ds.class_names);
+    ds.class_names[0] = strdup("a");
+    for (int i = 0; i < 40; i++) ds.images[i] = (uint8_t)(i * 6);
+    uint8_t want[2 * 3 * 8 * 7];
+    for (int i = 0; i < 2; i++) {
+        sm_image img = {.w = 5, .h = 4, .c = 1, .px = ds.images + 20 * i};
+        CHECK(sm_image_to_planes(&img, 3, 8, 7, want + i * 168, &e) == SM_OK);
+    }
+    CHECK(sm_dataset_fit(&ds, 2, 8, 7, &e) == SM_ERR_ARG && ds.c == 1 && ds.h == 4);
+    CHECK(sm_dataset_fit(&ds, 1, 4, 5, &e) == SM_OK && ds.h == 4);
+    CHECKF(sm_dataset_fit(&ds, 3, 8, 7, &e) == SM_OK, "%s", e.msg);
+    CHECK(ds.c == 3 && ds.h == 8 && ds.w == 7 && memcmp(ds.images, want, sizeof want) == 0);
+    printf("ok   sm_dataset_fit 1x4x5 -> 3x8x7 as sm_image_to_planes\n");
+    sm_dataset_free(&ds);
+}
+
 int main(void)
 {
     if (th_tmp_make("image")) return 1;
+    test_dataset_fit();
     test_decode_fixtures();
     test_orientation();
     test_refusals();
