@@ -44,6 +44,18 @@ char *read_file(const char *path, sm_err *err);
 /* Keeps only the classes listed in `classes` (e.g. "0-5"); exits 2 on a bad list. */
 void subset(sm_dataset *ds, const char *classes, const char *what);
 
+/* The zoo (cmd_import.c). --size S or --height H --width W, and --channels C,
+ * into cfg (0 where not given); exits 2 on a bad combination. */
+void zoo_input_flags(const opt *o, sm_zoo_config *cfg);
+/* The torchvision architecture of the zoo ("resnet18") whose spec m has, with
+ * an embedding or a classifier; NULL for mnist-net and spec files. */
+const char *zoo_arch_of(const sm_model *m);
+/* Converts ds in place to m's input channels and size (sm_dataset_fit) when m
+ * is a torchvision zoo model and they differ: Fashion-MNIST for a 32-px
+ * ResNet. Returns whether it did; exits 1 on failure. Other models keep
+ * the data as it is (a mismatch is sm_train's error). */
+bool zoo_fit_data(const sm_model *m, sm_dataset *ds);
+
 int cmd_train(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -55,4 +67,5 @@ int cmd_items(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 #endif

@@ -27,11 +27,40 @@ static void check_writable_dir(const char *path, const char *flag)
     }
 }
 
+/* The spec of --arch (default mnist-net) with --dim and the zoo's input flags;
+ * sizes not given are def_c x def_h x def_w (0: the zoo's default). Exits on
+ * an error, with a hint when the data are too small for a ResNet. */
+static char *arch_spec(const opt *o, const char *def_arch, int64_t dim, int64_t def_c, int64_t def_h, int64_t def_w)
+{
+    const char *arch = get(o, "arch", def_arch);
+    sm_zoo_config zc = {.dim = dim};
+    zoo_input_flags(o, &zc);
+    bool sized = zc.height != 0;
+    if (strcmp(arch, "mnist-net") != 0) {
+        if (!zc.channels) zc.channels = def_c;
+        if (!zc.height) {
+            zc.height = def_h;
+            zc.width = def_w;
+        }
+    }
+    sm_err err = {0};
+    char *spec = sm_zoo_build(arch, &zc, &err);
+    if (!spec) die(&err, !sized && strcmp(arch, "mnist-net") && (def_h < 32 || def_w < 32)
+                             ? "--size 32 (or more) resizes the images for it" : NULL);
+    return spec;
+}
+
 int cmd_train(int argc, char **argv)
 {
+    char arch_help[160];
+    snprintf(arch_help, sizeof arch_help, "built-in architecture: %s (default mnist-net)", sm_zoo_names());
     opt o[] = {
         {"data", "SPEC", "fashion-mnist (default), mnist, or a directory of the four IDX files", NULL},
-        {"arch", "NAME", "built-in architecture: mnist-net (default)", NULL},
+        {"arch", "NAME", arch_help, NULL},
+        {"size", "S", "ResNets, MobileNetV2: input size S x S (default: the data's; images are resized)", NULL},
+        {"height", "H", "input height (with --width)", NULL},
+        {"width", "W", "input width (with --height)", NULL},
+        {"channels", "C", "ResNets, MobileNetV2: input channels (default 3; gray images are replicated)", NULL},
         {"spec", "FILE", "model spec file instead of --arch (docs/model-spec.md)", NULL},
         {"dim", "D", "embedding size (default 512)", NULL},
         {"head", "NAME", "arcface (default), cosface, normface, sphereface, sphereface-asoftmax, adacos,\n"
@@ -150,6 +179,9 @@ int cmd_train(int argc, char **argv)
         tc.pk_p = p;
         tc.pk_k = k;
     }
+    bool zoo_flags = get(o, "size", NULL) || get(o, "height", NULL) || get(o, "width", NULL) || get(o, "channels", NULL);
+    if (get(o, "spec", NULL) && zoo_flags)
+        die_usage("--spec describes the whole network: no --size, --height, --width or --channels with it");
     check_writable_dir(out, "--out");
     check_writable_dir(logp, "--log");
 
@@ -171,15 +203,15 @@ int cmd_train(int argc, char **argv)
             die(&err, NULL);
         }
         /* flags that name a model must name the checkpoint's own */
-        char specbuf[8192];
-        char *spec_file = NULL;
-        const char *spec = NULL;
+        char *spec = NULL;
         if (get(o, "spec", NULL)) {
-            spec = spec_file = read_file(get(o, "spec", NULL), &err);
+            spec = read_file(get(o, "spec", NULL), &err);
             if (!spec) die(&err, NULL);
-        } else if (get(o, "arch", NULL) || get(o, "dim", NULL)) {
-            spec = sm_zoo_spec(get(o, "arch", "mnist-net"), dim, specbuf, sizeof specbuf, &err);
-            if (!spec) die(&err, NULL);
+        } else if (get(o, "arch", NULL) || get(o, "dim", NULL) || zoo_flags) {
+            int64_t c, h, w;   /* sizes not given are the checkpoint's */
+            sm_model_input_shape(m, &c, &h, &w);
+            const char *zoo = zoo_arch_of(m);
+            spec = arch_spec(o, zoo ? zoo : "mnist-net", dim, c, h, w);
         }
         const char *hn = get(o, "head", NULL) ? get(o, "head", NULL) : get(o, "loss", NULL);
         if ((spec && strcmp(spec, sm_model_spec(m)) != 0) ||
@@ -189,29 +221,32 @@ int cmd_train(int argc, char **argv)
                      resume, sm_head_name(sm_model_head(m)->kind), (long long)sm_model_dim(m));
             die(&err, "drop the model flags to continue the run as it was saved");
         }
-        free(spec_file);
+        free(spec);
     } else {
-        char specbuf[8192];
-        char *spec_file = NULL;
-        const char *spec;
+        char *spec;
         if (get(o, "spec", NULL)) {
-            spec = spec_file = read_file(get(o, "spec", NULL), &err);
+            spec = read_file(get(o, "spec", NULL), &err);
             if (!spec) die(&err, NULL);
         } else {
-            spec = sm_zoo_spec(get(o, "arch", "mnist-net"), dim, specbuf, sizeof specbuf, &err);
-            if (!spec) die(&err, NULL);
+            spec = arch_spec(o, "mnist-net", dim, 3, train.h, train.w);
         }
         sm_status st = sm_model_new(&m, spec, &hc, train.n_classes, seed, &err);
-        free(spec_file);
+        free(spec);
         if (st) die(&err, NULL);
         if (sm_model_set_classes(m, (const char *const *)train.class_names, train.n_classes, &err)) die(&err, NULL);
         sm_model_set_input_norm(m, SM_FASHION_MNIST_MEAN, SM_FASHION_MNIST_STD);
         remove(logp);   /* a fresh run starts a fresh log */
     }
-    if (tc.progress)
-        fprintf(stderr, "simile train: %lld train / %lld test images, %d classes, %lld parameters, %s head, %d threads\n",
+    bool fitted = zoo_fit_data(m, &train);
+    zoo_fit_data(m, &test);
+    if (tc.progress) {
+        fprintf(stderr, "simile train: %lld train / %lld test images, %d classes, %lld parameters, %s head, %d threads",
                 (long long)train.n, (long long)test.n, (int)train.n_classes, (long long)sm_model_nparams(m),
                 sm_head_name(sm_model_head(m)->kind), sm_threads_set(0));
+        if (fitted)
+            fprintf(stderr, "; images resized to %lldx%lldx%lld", (long long)train.c, (long long)train.h, (long long)train.w);
+        fputc('\n', stderr);
+    }
     sm_status st = sm_train(m, &train, test.n ? &test : NULL, &tc, &err);
     sm_model_free(m);
     sm_dataset_free(&train);

@@ -3,13 +3,15 @@
  *   simile train  --data fashion-mnist --arch mnist-net --head arcface --epochs 5 --out M.safetensors
  *   simile embed  --model M --data fashion-mnist:test --out E.npy
  *   simile eval   --model M --data fashion-mnist [--json]
+ *   simile import --arch resnet18 --from torchvision.safetensors --out M.safetensors
  *
  * Only this program prints and exits; the library returns statuses. Exit codes:
  * 0 success, 1 the job failed (message on stderr), 2 bad command line.
  * Each verb is in cli/cmd_<verb>.c; cli/cli.c holds the shared option
- * parsing. The verbs stand on include/simile.h, except for four private
+ * parsing. The verbs stand on include/simile.h, except for five private
  * headers not (yet) in the public API: npy.h (embed writes .npy), plot.h and
- * digits.h (the pictures of `simile plot`), status.h (sm_fail_prefix). */
+ * digits.h (the pictures of `simile plot`), status.h (sm_fail_prefix), ckpt.h
+ * (import reads a torchvision state_dict saved as safetensors). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +27,7 @@ static const struct verb {
     {"train", cmd_train, "train an embedding model with a metric head or a pair loss"},
     {"embed", cmd_embed, "write L2-normalised embeddings of a data split to .npy"},
     {"eval", cmd_eval, "head accuracy, 1-NN accuracy and retrieval metrics on the test split"},
+    {"import", cmd_import, "torchvision weights (ResNet, MobileNetV2) as a simile model"},
     {"export-images", cmd_export_images, "write an IDX data set out as PNG folders"},
     {"enroll", cmd_enroll, "add images to a gallery (one image per item is enough)"},
     {"remove", cmd_remove, "remove items from a gallery"},
