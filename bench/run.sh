@@ -1,6 +1,8 @@
 #!/bin/sh
 # bench/run.sh - simile vs PyTorch on the same model and thread count, in one run.
-# usage: sh bench/run.sh [threads] [steps]   (make bench: all cores, 100 steps)
+# usage: sh bench/run.sh [threads] [steps] [zoo]   (make bench: all cores, 100 steps)
+# With a third argument `zoo` (or ZOO=1 in the environment) bench/zoo.sh runs
+# afterwards on the same thread count: ResNet-18 and MobileNetV2 at 64/112 px.
 # Prints both JSON lines and the ratios simile / PyTorch. PyTorch is measured
 # only when Debian's python3-torch is installed (/usr/bin/python3 -c 'import torch').
 set -e
@@ -27,4 +29,8 @@ for name, k, better in rows:
 PY
 else
     echo "pytorch: not installed (apt-get install python3-torch) - no ratios"
+fi
+if [ "${3:-}" = zoo ] || [ "${ZOO:-0}" = 1 ]; then
+    echo
+    B="$B" sh bench/zoo.sh "$T"
 fi
