@@ -49,6 +49,16 @@ if [ ! -r "$DIGITS_PREFIX/node_modules/playwright-core/package.json" ] && comman
 fi
 # ---- end of serve
 
+# ---- PyTorch (tests/test_import.sh compares imported torchvision weights with
+# PyTorch's own outputs; tools/ regenerate fixtures; bench/ measures against it):
+# python3-torchvision (with python3-torch) for CI and with SIMILE_TORCH=1, not
+# for `make demo`; without it those checks say they skipped.
+if [ "${CI:-}" = true ] || [ "${SIMILE_TORCH:-0}" = 1 ]; then
+    dpkg-query -W -f='${Status}' python3-torchvision 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing python3-torchvision"
+fi
+# ---- end of PyTorch
+
 [ -z "$missing" ] && exit 0
 echo "simile: installing Debian packages:$missing"
 if [ "$(id -u)" != 0 ]; then
