@@ -219,6 +219,8 @@ int cmd_train(int argc, char **argv)
             snprintf(err.msg, sizeof err.msg,
                      "'%s' holds another model than --arch/--dim/--spec/--head describe (%s head, %lld-d)",
                      resume, sm_head_name(sm_model_head(m)->kind), (long long)sm_model_dim(m));
+            free(spec);
+            sm_model_free(m);
             die(&err, "drop the model flags to continue the run as it was saved");
         }
         free(spec);
