@@ -11,10 +11,11 @@
 # `infer` (embedding at batch 64, then batch-1 latency; backbone only, eval
 # mode). bench/bench_zoo.c and bench/torch_zoo.py say what each times; a
 # timed loop runs `steps` steps or `seconds`, whichever ends first (at least
-# 2 steps). With the defaults the whole bench takes about 5-8 minutes on 2
-# cores. Prints every raw JSON line, then a table per (model, size) with the
-# ratios simile / PyTorch. PyTorch is measured only when Debian's
-# python3-torch and python3-torchvision are installed.
+# 2 steps). With the defaults the whole bench takes about 3 minutes on 2
+# idle cores (7 when other work shares them). Prints every raw JSON line,
+# then a table per (model, size) with the ratios simile / PyTorch. PyTorch is
+# measured only when Debian's python3-torch and python3-torchvision are
+# installed.
 set -e
 cd "$(dirname "$0")/.."
 T=${1:-$(nproc)}
@@ -30,10 +31,12 @@ $PY -c 'import torch, torchvision' 2>/dev/null || TORCH=0
 J=$(mktemp "${TMPDIR:-/tmp}/simile-zoo.XXXXXX")
 trap 'rm -f "$J"' EXIT
 echo "simile vs PyTorch: zoo models, 3 channels, embedding 512, $T threads, up to $S timed steps / ${SEC} s per loop"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)   (other work on the cores skews every number)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)   (the bench itself brings it to about $T;"
+echo "  more than that means other work on the cores, which skews every number)"
 for m in $MODELS; do
     for s in $SIZES; do
         for ph in train infer; do
+            echo "# $m $s $ph: load average $(cut -d' ' -f1 /proc/loadavg)"
             if line=$("$B/bench/bench_zoo" "$m" "$s" "$ph" "$T" "$S" "$SEC"); then
                 echo "simile  $line"
                 echo "$line" >>"$J"
