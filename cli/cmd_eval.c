@@ -30,6 +30,8 @@ int cmd_eval(int argc, char **argv)
     if (sm_dataset_open(get(o, "data", "fashion-mnist"), &train, &test, &err)) die(&err, NULL);
     subset(&train, get(o, "classes", NULL), "--classes");
     subset(&test, get(o, "classes", NULL), "--classes");
+    zoo_fit_data(m, &train);   /* a 32-px ResNet on Fashion-MNIST: resized as in training */
+    zoo_fit_data(m, &test);
     int64_t d = sm_model_dim(m);
     float *etr = malloc(sizeof(float) * (size_t)(train.n * d + 1));
     float *ete = malloc(sizeof(float) * (size_t)(test.n * d + 1));

@@ -226,7 +226,7 @@ else
 fi
 
 # ------------------------------------------------------------------ 5. against PyTorch
-TPY=/usr/bin/python3
+TPY=${TORCH_PYTHON:-/usr/bin/python3}   # Debian's, with python3-torchvision
 if "$TPY" -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("torch", "torchvision", "numpy")))' 2>/dev/null; then
     for arch in resnet18 mobilenet-v2; do
         W=$T/$arch.safetensors
