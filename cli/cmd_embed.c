@@ -11,109 +11,6 @@
 #include "npy.h"
 #include "simile.h"
 
-/* The text after "'key':" in a .npy header dict (' or " quotes), or NULL: as npy.c reads it. */
-static const char *dict_value(const char *h, const char *key)
-{
-    size_t kl = strlen(key);
-    for (const char *p = h; (p = strpbrk(p, "'\"")) != NULL; p++)
-        if (strncmp(p + 1, key, kl) == 0 && p[1 + kl] == p[0]) {
-            const char *v = p + 2 + kl;
-            while (*v == ' ') v++;
-            if (*v++ != ':') return NULL;
-            while (*v == ' ') v++;
-            return v;
-        }
-    return NULL;
-}
-
-/* Reads a 4-D float32 .npy (N, C, H, W): version 1 to 3, descr '<f4', C order,
- * the data exactly the size the shape says. npy.h reads 2-D arrays only;
- * this is its 4-D sibling, as strict, for network inputs. *x is malloc'd. */
-static sm_status read_npy4(const char *path, float **x, int64_t dims[4], sm_err *err)
-{
-    *x = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err->msg, sizeof err->msg, "cannot open '%.300s': %s", path, strerror(errno));
-        return err->code = SM_ERR_IO;
-    }
-    sm_status st = SM_ERR_FORMAT;
-    char *h = NULL;
-    unsigned char pre[12];
-    uint32_t hlen = 0;
-    size_t pre_len = 0;
-    if (fread(pre, 1, 8, f) != 8 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        snprintf(err->msg, sizeof err->msg, "'%.300s': not a .npy file (no \\x93NUMPY magic)", path);
-        goto done;
-    }
-    if (pre[6] == 1 && fread(pre + 8, 1, 2, f) == 2) {
-        hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8;
-        pre_len = 10;
-    } else if ((pre[6] == 2 || pre[6] == 3) && fread(pre + 8, 1, 4, f) == 4) {
-        hlen = (uint32_t)pre[8] | (uint32_t)pre[9] << 8 | (uint32_t)pre[10] << 16 | (uint32_t)pre[11] << 24;
-        pre_len = 12;
-    }
-    if (!pre_len || hlen > (1u << 24) || !(h = malloc((size_t)hlen + 1)) || fread(h, 1, hlen, f) != hlen) {
-        snprintf(err->msg, sizeof err->msg, "'%.300s': unreadable .npy header (version %d.%d)", path, pre[6], pre[7]);
-        goto done;
-    }
-    h[hlen] = '\0';
-    const char *descr = dict_value(h, "descr"), *fo = dict_value(h, "fortran_order"), *shape = dict_value(h, "shape");
-    if (!descr || !fo || !shape || (strncmp(descr, "'<f4'", 5) && strncmp(descr, "\"<f4\"", 5))) {
-        snprintf(err->msg, sizeof err->msg, "'%.300s': not a little-endian float32 .npy ('<f4'): %.80s", path, h);
-        goto done;
-    }
-    if (strncmp(fo, "False", 5) != 0) {
-        snprintf(err->msg, sizeof err->msg, "'%.300s': .npy array in Fortran order; save np.ascontiguousarray(a)", path);
-        goto done;
-    }
-    const char *p = *shape == '(' ? shape : NULL;
-    int nd = 0;
-    bool closed = false;
-    while (p && *++p) {   /* "(2, 3, 64, 64)" */
-        while (*p == ' ') p++;
-        if (*p == ')') { closed = true; break; }
-        if (!isdigit((unsigned char)*p) || nd == 4) break;
-        char *end;
-        errno = 0;
-        dims[nd++] = strtoll(p, &end, 10);
-        if (errno) break;
-        p = end;
-        while (*p == ' ') p++;
-        if (*p == ')') { closed = true; break; }
-        if (*p != ',') break;
-    }
-    if (!closed || nd != 4) {
-        st = SM_ERR_SHAPE;
-        snprintf(err->msg, sizeof err->msg, "'%.300s': .npy shape %.*s is not (N, C, H, W)", path,
-                 (int)strcspn(shape, ")") + 1, shape);
-        goto done;
-    }
-    uint64_t numel = 1;
-    for (int k = 0; k < 4; k++)
-        if (dims[k] < 0 || __builtin_mul_overflow(numel, (uint64_t)dims[k], &numel) || numel > SIZE_MAX / 8) {
-            snprintf(err->msg, sizeof err->msg, "'%.300s': .npy shape %.*s is too large", path,
-                     (int)strcspn(shape, ")") + 1, shape);
-            goto done;
-        }
-    *x = malloc((size_t)numel * 4 + 4);
-    if (!*x) { st = SM_ERR_NOMEM; snprintf(err->msg, sizeof err->msg, "out of memory"); goto done; }
-    size_t got = fread(*x, 4, (size_t)numel, f);
-    if (got != numel || fgetc(f) != EOF) {
-        st = got != numel ? SM_ERR_IO : SM_ERR_FORMAT;
-        snprintf(err->msg, sizeof err->msg, "'%.300s': %s: the shape says %llu bytes of float32 data", path,
-                 got != numel ? "truncated" : "trailing bytes", (unsigned long long)numel * 4);
-        free(*x);
-        *x = NULL;
-        goto done;
-    }
-    st = SM_OK;
-done:
-    free(h);
-    fclose(f);
-    return err->code = st;
-}
-
 /* Writes the output of the model at path `model` for the .npy at `path`, x (N, C, H, W)
  * (read first: a bad input fails before the model loads), as (N, D) .npy: L2-normalised
  * (sm_model_embed), or raw (sm_model_run in eval mode, in chunks). */
@@ -122,7 +19,7 @@ static void embed_input(const char *model, const char *path, bool raw, const cha
     sm_err err = {0};
     float *x = NULL;
     int64_t s[4], c, h, w;
-    if (read_npy4(path, &x, s, &err)) die(&err, "--input takes a float32 array (N, C, H, W): np.save(path, x.astype('<f4'))");
+    if (sm_npy_read_f32_nd(path, &x, 4, "(N, C, H, W)", s, &err)) die(&err, "--input takes a float32 array (N, C, H, W): np.save(path, x.astype('<f4'))");
     sm_model *m = NULL;
     if (sm_model_load(&m, model, &err)) die(&err, NULL);
     int64_t d = sm_model_dim(m);

@@ -65,12 +65,37 @@ static const char *dict_value(const char *h, const char *key)
     return NULL;
 }
 
+/* "(a, b, c)" of dims[0..nd) into buf. */
+static const char *shape_text(char *buf, size_t cap, const int64_t *dims, int nd)
+{
+    size_t k = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < nd && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (k < cap) snprintf(buf + k, cap - k, ")");
+    return buf;
+}
+
 sm_status sm_npy_read_f32(const char *path, float **x, int64_t *n, int64_t *d, sm_err *err)
 {
-    if (x) *x = NULL;
     if (n) *n = 0;
     if (d) *d = 0;
-    if (!path || !x || !n || !d) return sm_fail(err, SM_ERR_ARG, "sm_npy_read_f32: NULL argument");
+    if (!n || !d) {
+        if (x) *x = NULL;
+        return sm_fail(err, SM_ERR_ARG, "sm_npy_read_f32: NULL argument");
+    }
+    int64_t dims[2];
+    sm_status st = sm_npy_read_f32_nd(path, x, 2, "(N, D)", dims, err);
+    if (!st) { *n = dims[0]; *d = dims[1]; }
+    return st;
+}
+
+sm_status sm_npy_read_f32_nd(const char *path, float **x, int ndim, const char *what, int64_t *out_dims,
+                             sm_err *err)
+{
+    if (x) *x = NULL;
+    for (int k = 0; out_dims && k < ndim; k++) out_dims[k] = 0;
+    if (!path || !x || !out_dims || !what || ndim < 1 || ndim > 8)
+        return sm_fail(err, SM_ERR_ARG, "sm_npy_read_f32: NULL argument or ndim not in 1..8");
     FILE *f = fopen(path, "rb");
     if (!f) return sm_fail(err, SM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     sm_status st = SM_OK;
@@ -138,14 +163,15 @@ sm_status sm_npy_read_f32(const char *path, float **x, int64_t *n, int64_t *d, s
         if (*p == ',') p++;
         else if (*p != ')') goto bad_shape;
     }
-    if (nd != 2) {
-        st = sm_fail(err, SM_ERR_SHAPE, "'%s': .npy array has %d dimensions (shape %.40s); a 2-D (N, D) array is expected",
-                     path, nd, shape);
+    if (nd != ndim) {
+        st = sm_fail(err, SM_ERR_SHAPE, "'%s': .npy array has %d dimensions: shape %.*s is not %s", path, nd,
+                     (int)strcspn(shape, ")") + 1, shape, what);
         goto done;
     }
-    uint64_t numel;
-    if (__builtin_mul_overflow((uint64_t)dims[0], (uint64_t)dims[1], &numel) || numel > SIZE_MAX / 4 - 16)
-        goto bad_shape;
+    uint64_t numel = 1;
+    for (int k = 0; k < nd; k++)
+        if (__builtin_mul_overflow(numel, (uint64_t)dims[k], &numel) || numel > SIZE_MAX / 4 - 16) goto bad_shape;
+    char st_buf[200];
     struct stat sb;
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
         uint64_t have = (uint64_t)sb.st_size - pre_len - hlen;
@@ -155,13 +181,16 @@ sm_status sm_npy_read_f32(const char *path, float **x, int64_t *n, int64_t *d, s
             goto done;
         }
         if (have > numel * 4) {
-            st = sm_fail(err, SM_ERR_FORMAT, "'%s': %llu trailing bytes after the (%lld, %lld) array", path,
-                         (unsigned long long)(have - numel * 4), (long long)dims[0], (long long)dims[1]);
+            st = sm_fail(err, SM_ERR_FORMAT, "'%s': %llu trailing bytes after the %s array", path,
+                         (unsigned long long)(have - numel * 4), shape_text(st_buf, sizeof st_buf, dims, nd));
             goto done;
         }
     }
     data = malloc(numel ? (size_t)numel * 4 : 4);
-    if (!data) { st = sm_fail(err, SM_ERR_NOMEM, "out of memory for a (%lld, %lld) array", (long long)dims[0], (long long)dims[1]); goto done; }
+    if (!data) {
+        st = sm_fail(err, SM_ERR_NOMEM, "out of memory for a %s array", shape_text(st_buf, sizeof st_buf, dims, nd));
+        goto done;
+    }
     size_t got = fread(data, 4, (size_t)numel, f);
     if (got != numel) {
         st = sm_fail(err, SM_ERR_IO, "'%s': truncated: expected %llu bytes of float32 data, got %llu", path,
@@ -169,8 +198,7 @@ sm_status sm_npy_read_f32(const char *path, float **x, int64_t *n, int64_t *d, s
         goto done;
     }
     *x = data;
-    *n = dims[0];
-    *d = dims[1];
+    memcpy(out_dims, dims, (size_t)nd * sizeof *dims);
     data = NULL;
     goto done;
 trunc_header:

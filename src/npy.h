@@ -6,7 +6,8 @@
  * padded with spaces and ending in '\n' so the data starts at a multiple of
  * 64, then N*D little-endian float32 in row-major order. Embeddings are
  * exported this way (np.load reads them directly).
- * Only 2-D '<f4' C-order arrays are written or read: nothing else is ours. */
+ * Only '<f4' C-order arrays are written (2-D) or read (2-D, or N-D for
+ * network inputs): nothing else is ours. */
 #ifndef SM_NPY_H
 #define SM_NPY_H
 #include <stdint.h>
@@ -27,5 +28,10 @@ sm_status sm_npy_write_f32(const char *path, const float *x, int64_t n, int64_t 
  * unreadable header, another dtype, fortran_order True, trailing bytes),
  * SM_ERR_SHAPE (not 2-D), SM_ERR_NOMEM. */
 sm_status sm_npy_read_f32(const char *path, float **x, int64_t *n, int64_t *d, sm_err *err);
+/* The same for an array of exactly ndim (1..8) dimensions, its shape into
+ * dims[0..ndim); `what` names the expected shape in the SM_ERR_SHAPE message
+ * ("(N, C, H, W)"). On failure *x = NULL and dims are 0. */
+sm_status sm_npy_read_f32_nd(const char *path, float **x, int ndim, const char *what, int64_t *dims,
+                             sm_err *err);
 
 #endif
