@@ -164,9 +164,7 @@ static const struct sm_layer_ops conv_ops = {
     conv_backward};
 
 /* ------------------------------------------------------------------ batch norm
- * "bn" works on either layout: BatchNorm2d on (C,N,H,W), BatchNorm1d on (N,F).
- * A frozen batch norm (fine-tuning with BN in eval mode) normalises with its
- * running statistics in training too and leaves them alone. */
+ * "bn" works on either layout: BatchNorm2d on (C,N,H,W), BatchNorm1d on (N,F). */
 static sm_status bn_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
 {
     (void)ins;
@@ -203,17 +201,12 @@ static void bn_forward(sm_layer *l, const sm_lctx *c, const float *const *in, fl
 {
     int64_t outer, ch, inner;
     chan_dims(l->in, n, &outer, &ch, &inner);
-    if (c->training && !l->frozen_stats) {
+    if (c->training) {
         sm_bn_forward_train(out, l->save, l->save + ch, c->rmean, c->rvar, in[0], c->w, c->b,
                             outer, ch, inner, l->momentum, l->eps);
         l->nbt++;
     } else {
         sm_bn_forward_eval(out, in[0], c->w, c->b, c->rmean, c->rvar, outer, ch, inner, l->eps);
-        if (c->training)   /* frozen: backward is a per-channel scale with the running stats */
-            for (int64_t i = 0; i < ch; i++) {
-                l->save[i] = c->rmean[i];
-                l->save[ch + i] = 1.0f / sqrtf(c->rvar[i] + l->eps);
-            }
     }
 }
 
@@ -223,29 +216,7 @@ static void bn_backward(sm_layer *l, const sm_lctx *c, const float *const *in, c
     (void)out;
     int64_t outer, ch, inner;
     chan_dims(l->in, n, &outer, &ch, &inner);
-    if (!l->frozen_stats) {
-        sm_bn_backward(din[0], c->dw, c->db, dout, in[0], l->save, l->save + ch, c->w, outer, ch,
-                       inner);
-        return;
-    }
-    /* y = (x - mean) * invstd * gamma + beta with constant mean, invstd */
-    const float *mean = l->save, *invstd = l->save + ch;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < ch; k++) {
-            const float *dy = dout + (o * ch + k) * inner, *x = in[0] + (o * ch + k) * inner;
-            float *dx = din[0] ? din[0] + (o * ch + k) * inner : NULL;
-            double sg = 0.0, sb = 0.0;
-            for (int64_t i = 0; i < inner; i++) {
-                sb += dy[i];
-                sg += (double)dy[i] * ((x[i] - mean[k]) * invstd[k]);
-            }
-            c->dw[k] += (float)sg;
-            c->db[k] += (float)sb;
-            if (dx) {
-                float a = c->w[k] * invstd[k];
-                for (int64_t i = 0; i < inner; i++) dx[i] += a * dy[i];
-            }
-        }
+    sm_bn_backward(din[0], c->dw, c->db, dout, in[0], l->save, l->save + ch, c->w, outer, ch, inner);
 }
 
 static const struct sm_layer_ops bn_ops = {

@@ -89,7 +89,6 @@ struct sm_layer {
     /* tensor ids into m->tensors, -1 when absent */
     int w, b, rmean, rvar;
     int64_t nbt;            /* BN num_batches_tracked */
-    bool frozen_stats;      /* BN: eval-mode statistics even in training (fine-tuning) */
     /* arena views (valid after plan) */
     float *save;            /* per-kind saved data for backward */
 };
