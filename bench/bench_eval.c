@@ -16,15 +16,9 @@
 #include <time.h>
 
 #include "simile.h"
+#include "bench.h"
 #include "gemm.h"
 #include "rng.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Rows: centre of the row's class (scale 0.35 per coordinate before
  * normalisation) plus unit Gaussian noise, normalised to length 1. */

@@ -42,12 +42,7 @@
 #include <immintrin.h>
 #endif
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 /* CPU time of the calling thread: the single-thread timings use it, so that
  * on a shared machine time spent waiting for a core is not counted (the

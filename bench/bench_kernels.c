@@ -18,12 +18,7 @@
 #include "kernels.h"
 #include "rng.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench.h"
 
 static float *rnd(int64_t n, sm_rng *r)
 {

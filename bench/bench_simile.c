@@ -18,28 +18,10 @@
 #include <time.h>
 
 #include "simile.h"
+#include "bench.h"
 #include "loader.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void check(sm_status st, const sm_err *err)
-{
-    if (st) {
-        fprintf(stderr, "bench_simile: %s\n", err->msg);
-        exit(1);
-    }
-}
+static void check(sm_status st, const sm_err *err) { bench_check("bench_simile", st, err); }
 
 int main(int argc, char **argv)
 {

@@ -29,29 +29,11 @@
 #include <time.h>
 
 #include "simile.h"
+#include "bench.h"
 
 enum { DIM = 512, CLASSES = 1000, TRAIN_BATCH = 32, EMBED_BATCH = 64, MAX_LAT = 50 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void check(sm_status st, const sm_err *err)
-{
-    if (st) {
-        fprintf(stderr, "bench_zoo: %s\n", err->msg);
-        exit(1);
-    }
-}
+static void check(sm_status st, const sm_err *err) { bench_check("bench_zoo", st, err); }
 
 static void *xmalloc(size_t n)
 {
