@@ -301,6 +301,14 @@ static int tokenize(char *ln, char **tok)
     return ntok;
 }
 
+/* Whether the first word of a spec line (before any comment) is w. */
+static bool first_word_is(const char *ln, const char *w)
+{
+    while (isspace((unsigned char)*ln)) ln++;
+    size_t n = strlen(w);
+    return strncmp(ln, w, n) == 0 && (ln[n] == '\0' || ln[n] == '#' || isspace((unsigned char)ln[n]));
+}
+
 /* A copy of line with $i replaced by it and $in by the name of the node
  * before the iteration; NULL when out of memory or too long. */
 static char *substitute(const char *line, long it, const char *in)
@@ -369,35 +377,31 @@ static sm_status parse_spec(sm_model *m, const char *text, sm_err *err)
     sm_status st = SM_OK;
     bool have_input = false;
     for (size_t i = 0; i < n && !st; i++) {
-        char probe[64];
-        snprintf(probe, sizeof probe, "%s", lines[i]);
-        char *tok[32];
-        int ntok = tokenize(probe, tok);
-        if (ntok <= 0 || strcmp(tok[0], "repeat") != 0) {
+        if (!first_word_is(lines[i], "repeat")) {
             st = parse_line(m, lines[i], (int)i + 1, &have_input, err);
             continue;
         }
-        /* repeat N [from=K] ... end: the body's lines, N times */
+        /* repeat N [from=K] ... end: the body's lines, N times (parse_line
+         * tokenizes in place, so the repeat line is read from a copy) */
         int64_t times = 0, from = 0;
         int rline = (int)i + 1;
-        if (ntok < 2 || ntok > 3 || parse_int(tok[1], &times, rline, "repeat", err) ||
-            (ntok == 3 && (strncmp(tok[2], "from=", 5) ||
-                           parse_int(tok[2] + 5, &from, rline, "from", err)))) {
+        char *rl = strdup(lines[i]), *tok[32];
+        if (!rl) { st = sm_fail(err, SM_ERR_NOMEM, "out of memory"); break; }
+        int ntok = tokenize(rl, tok);
+        bool ok = ntok >= 2 && ntok <= 3 && !parse_int(tok[1], &times, rline, "repeat", err) &&
+                  (ntok == 2 || (!strncmp(tok[2], "from=", 5) &&
+                                 !parse_int(tok[2] + 5, &from, rline, "from", err)));
+        free(rl);
+        if (!ok) {
             st = sm_fail(err, SM_ERR_ARG, "line %d: write 'repeat N' or 'repeat N from=K'", rline);
             break;
         }
         size_t e = i + 1;
-        for (; e < n; e++) {
-            char pe[64];
-            snprintf(pe, sizeof pe, "%s", lines[e]);
-            char *t2[32];
-            int nt = tokenize(pe, t2);
-            if (nt > 0 && !strcmp(t2[0], "end")) break;
-            if (nt > 0 && !strcmp(t2[0], "repeat")) {
+        for (; e < n && !first_word_is(lines[e], "end"); e++)
+            if (first_word_is(lines[e], "repeat")) {
                 st = sm_fail(err, SM_ERR_ARG, "line %d: repeat inside repeat", (int)e + 1);
                 break;
             }
-        }
         if (!st && e == n) st = sm_fail(err, SM_ERR_ARG, "line %d: repeat without 'end'", rline);
         for (int64_t it = from; it < from + times && !st; it++) {
             char *prev = strdup(m->nlayers ? m->layers[m->nlayers - 1].name : "input");
