@@ -446,6 +446,12 @@ static void lctx_fill(sm_model *m, const sm_layer *l, sm_lctx *c, bool grads)
 sm_status sm_model_new(sm_model **out, const char *spec, const sm_head_config *head,
                        int64_t nclasses, uint64_t seed, sm_err *err)
 {
+    return sm_model_build(out, spec, head, nclasses, seed, true, err);
+}
+
+sm_status sm_model_build(sm_model **out, const char *spec, const sm_head_config *head,
+                         int64_t nclasses, uint64_t seed, bool init, sm_err *err)
+{
     *out = NULL;
     sm_model *m = calloc(1, sizeof *m);
     if (!m) return sm_fail(err, SM_ERR_NOMEM, "out of memory");
@@ -461,12 +467,12 @@ sm_status sm_model_new(sm_model **out, const char *spec, const sm_head_config *h
         if (!m->params || !m->grads || !m->state) st = sm_fail(err, SM_ERR_NOMEM, "out of memory");
     }
     if (st) { sm_model_free(m); return st; }
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0; init && i < m->nlayers; i++) {
         sm_lctx c;
         lctx_fill(m, &m->layers[i], &c, false);
         m->layers[i].ops->init(&m->layers[i], &c, sm_hash64(seed, (uint64_t)i));
     }
-    if (m->head) m->head->ops->init(m->head, m, sm_hash64(seed, 1000003));
+    if (init && m->head) m->head->ops->init(m->head, m, sm_hash64(seed, 1000003));
     m->training = false;
     m->fuse = true;
     m->in_mean = 0.0f;

@@ -140,6 +140,10 @@ static inline float *sm_model_param(sm_model *m, int id)
     return m->tensors[id].trainable ? m->params + m->tensors[id].off : m->state + m->tensors[id].off;
 }
 static inline float *sm_model_grad(sm_model *m, int id) { return m->grads + m->tensors[id].off; }
+/* sm_model_new; with init false every tensor stays 0, for a caller that
+ * fills all of them (a checkpoint load: a ResNet's random init is ~0.5 s). */
+sm_status sm_model_build(sm_model **out, const char *spec, const sm_head_config *head,
+                         int64_t nclasses, uint64_t seed, bool init, sm_err *err);
 /* The forward of a planned model on x (N,C,H,W), in its current mode; the
  * output node's activation. */
 const float *sm_model_forward(sm_model *m, const float *x, int64_t n);

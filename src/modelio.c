@@ -217,7 +217,7 @@ sm_status sm_model_load(sm_model **out, const char *path, sm_err *err)
     sm_model *m = NULL;
     st = parse_head(sm_ckpt_meta(ck, "head"), path, &hc, &classes, &iter, err);
     if (!st) {
-        st = sm_model_new(&m, spec, &hc, classes, 0, err);
+        st = sm_model_build(&m, spec, &hc, classes, 0, false, err);   /* load_into fills every tensor */
         if (st) sm_fail_prefix(err, st, "'%s': ", path);
         else if (m->head) m->head->iter = iter;
     }
