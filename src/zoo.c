@@ -169,7 +169,8 @@ char *sm_zoo_build(const char *arch, const sm_zoo_config *cfg, sm_err *err)
     if (!strcmp(arch, "mnist-net")) {
         if ((c.channels && c.channels != 1) || (c.height && c.height != 28) || (c.width && c.width != 28)) {
             sm_fail(err, SM_ERR_ARG, "mnist-net takes 1x28x28 images only (asked for %lldx%lldx%lld)",
-                    (long long)c.channels, (long long)c.height, (long long)c.width);
+                    (long long)(c.channels ? c.channels : 1), (long long)(c.height ? c.height : 28),
+                    (long long)(c.width ? c.width : 28));
             return NULL;
         }
         put(&t, mnist_net, (long long)c.dim);
