@@ -3,11 +3,13 @@
 
 Run with Debian's interpreter, which has python3-torch and numpy:
     /usr/bin/python3 tools/gen_ref.py tests/fixtures        (or: make fixtures)
+    /usr/bin/python3 tools/gen_ref.py tests/fixtures zoo    (one section)
 
 Each section is a function gen_<section>(outdir) writing one fixture file;
 main() calls them all: gen_kernels -> kernels_ref.bin (tests/test_kernels.c),
 gen_heads -> heads_ref.bin (the loss heads, optimizers and schedules; tests/test_heads.c),
-gen_heads2 -> heads2_ref.bin (the other heads and the pair losses; tests/test_heads2.c).
+gen_heads2 -> heads2_ref.bin (the other heads and the pair losses; tests/test_heads2.c),
+gen_zoo -> zoo_ref.bin (whole zoo networks, needs python3-torchvision; tests/test_zoo.c).
 Cases are small random problems computed in double
 precision from float32-representable inputs, then stored as float32: inputs,
 parameters, outputs and every gradient (autograd with a random upstream
@@ -914,14 +916,176 @@ def gen_heads2(outdir):
     gen_pair_cases(fx, g)
     fx.write(os.path.join(outdir, "heads2_ref.bin"))
 
+# ---------------------------------------------------------------- zoo: whole networks
+# torchvision's ResNet-18/34/50 and MobileNetV2 against simile's zoo (src/zoo.c), at 64 px.
+# The weights are not stored: both sides fill every tensor from its name (fill_values, the
+# same in tests/test_zoo.c), so 25 M parameters cost nothing in the fixture.
+
+ZOO_N, ZOO_PX, ZOO_CLASSES, ZOO_DIM, ZOO_HEAD_CLASSES, ZOO_K = 4, 64, 10, 16, 5, 32
+ZOO_LABELS = [1, 3, 0, 3]
+M64 = (1 << 64) - 1
+
+
+def fnv1a64(s):
+    h = 0xCBF29CE484222325
+    for b in s.encode():
+        h = ((h ^ b) * 0x100000001B3) & M64
+    return h
+
+
+def hash_uniform(name, numel):
+    """u_j in (-1, 1), j < numel, float32-exact: splitmix64's finaliser of
+    fnv1a64(name) + (j + 1) * golden, top 24 bits k -> (2k + 1) / 2^24 - 1."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(fnv1a64(name)) + (np.arange(numel, dtype=np.uint64) + np.uint64(1)) \
+            * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    k = (z >> np.uint64(40)).astype(np.float64)
+    return (2.0 * k + 1.0) / 16777216.0 - 1.0
+
+
+def fill_values(name, shape):
+    """The value of every element of tensor `name`, float32-rounded: running means 0.1u,
+    running variances 1 + 0.5u, weights of rank >= 2 u*sqrt(6/fan_in) (variance 2/fan_in),
+    batch-norm weights 1 + 0.25u, biases 0.1u."""
+    numel = int(np.prod(shape))
+    u = hash_uniform(name, numel)
+    if name.endswith(".running_mean"):
+        v = 0.1 * u
+    elif name.endswith(".running_var"):
+        v = 1.0 + 0.5 * u
+    elif len(shape) >= 2:
+        v = u * np.sqrt(6.0 / (numel // shape[0]))
+    elif name.endswith(".weight"):
+        v = 1.0 + 0.25 * u
+    else:
+        v = 0.1 * u
+    return torch.from_numpy(v.astype(np.float32).astype(np.float64).reshape(shape))
+
+
+class ZooNet(torch.nn.Module):
+    """A torchvision backbone with simile's embedding (Linear -> dim, BatchNorm1d) in place of
+    its classifier; state_dict names "backbone.<torchvision name>" and "embedding.{0,1}.*"."""
+
+    def __init__(self, backbone, feat, dim):
+        super().__init__()
+        self.backbone = backbone
+        self.embedding = torch.nn.Sequential(torch.nn.Linear(feat, dim), torch.nn.BatchNorm1d(dim))
+
+    def forward(self, x):
+        return self.embedding(self.backbone(x))
+
+
+def zoo_fill(model):
+    with torch.no_grad():
+        for k, t in model.state_dict().items():
+            if k.endswith("num_batches_tracked"):
+                continue
+            t.copy_(fill_values(k[len("backbone."):] if k.startswith("backbone.") else k,
+                                tuple(t.shape)))
+
+
+def zoo_build(arch, dim):
+    import torchvision
+    ctor = {"resnet18": torchvision.models.resnet18, "resnet34": torchvision.models.resnet34,
+            "resnet50": torchvision.models.resnet50,
+            "mobilenet-v2": torchvision.models.mobilenet_v2}[arch]
+    if dim == 0:
+        model = ctor(num_classes=ZOO_CLASSES)
+    else:
+        bb = ctor()
+        if arch == "mobilenet-v2":
+            feat, bb.classifier = bb.classifier[1].in_features, torch.nn.Identity()
+        else:
+            feat, bb.fc = bb.fc.in_features, torch.nn.Identity()
+        model = ZooNet(bb, feat, dim)
+    zoo_fill(model)
+    return model.double()
+
+
+def zoo_names(model):
+    return [(k[len("backbone."):] if k.startswith("backbone.") else k, t)
+            for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+
+
+def zoo_train(arch, dtype):
+    """One training step: loss, {simile name: gradient}, {name: running stat after the step}."""
+    model = zoo_build(arch, ZOO_DIM).to(dtype).train()
+    x = torch.from_numpy(hash_uniform("input", ZOO_N * 3 * ZOO_PX * ZOO_PX)).to(dtype)
+    x = x.reshape(ZOO_N, 3, ZOO_PX, ZOO_PX)
+    w = fill_values("head.weight", (ZOO_HEAD_CLASSES, ZOO_DIM)).to(dtype).requires_grad_(True)
+    emb = model(x)
+    _, loss = head_loss(HEAD_ARCFACE, emb, w, None, torch.tensor(ZOO_LABELS), fl(30.0), fl(0.5), 0)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(loss, list(params.values()) + [w])
+    gd = {(k[len("backbone."):] if k.startswith("backbone.") else k): gr.double()
+          for k, gr in zip(params.keys(), grads)}
+    gd["head.weight"] = grads[-1].double()
+    stats = {k: t.double() for k, t in zoo_names(model) if "running" in k}
+    return float(loss), gd, stats
+
+
+def zoo_eval(arch, dtype):
+    model = zoo_build(arch, 0).to(dtype).eval()
+    x = torch.from_numpy(hash_uniform("input", ZOO_N * 3 * ZOO_PX * ZOO_PX)).to(dtype)
+    with torch.no_grad():
+        return model(x.reshape(ZOO_N, 3, ZOO_PX, ZOO_PX)).double()
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def gen_zoo(outdir):
+    """Eval outputs (torchvision's classifier, 10 classes) and one ArcFace training step
+    (embedding 16, 5 classes, batch 4) of each zoo network -> zoo_ref.bin (tests/test_zoo.c).
+    Per trainable tensor: ZOO_K gradient entries at random positions ("<arch>/g/<name>/idx",
+    "/val") and over the whole tensor its L2 norm and its dot product with the tensor
+    hash_uniform(name + "#r") ("/stat"); the same entries of every running statistic after the
+    step ("<arch>/s/<name>/..."). "<arch>/f32" holds how far PyTorch's own float32 run is from
+    the float64 reference (eval output, worst gradient tensor): the conditioning. Some
+    gradients are 0 in exact arithmetic (a bias followed by a batch norm in training mode:
+    embedding.0.bias, MobileNetV2's projection batch norms before a block without residual);
+    their stored values are float64 round-off."""
+    g = np.random.default_rng(20261203)
+    fx = Fixture()
+    for arch in ("resnet18", "resnet34", "resnet50", "mobilenet-v2"):
+        out = zoo_eval(arch, torch.float64)
+        fx.add(arch + "/eval", out)
+        loss, gd, stats = zoo_train(arch, torch.float64)
+        fx.add(arch + "/loss", [loss])
+        _, gd32, _ = zoo_train(arch, torch.float32)
+        worst, top = 0.0, max(float(t.norm()) for t in gd.values())
+        for name, gr in gd.items():
+            flat = gr.reshape(-1)
+            idx = g.choice(flat.numel(), size=min(ZOO_K, flat.numel()), replace=False)
+            r = torch.from_numpy(hash_uniform(name + "#r", flat.numel()))
+            fx.add(arch + "/g/" + name + "/idx", idx.astype(np.float64))
+            fx.add(arch + "/g/" + name + "/val", flat[idx])
+            fx.add(arch + "/g/" + name + "/stat", [float(flat.norm()), float(flat @ r)])
+            if flat.norm() > 1e-9 * top:   # not a gradient that is 0 in exact arithmetic
+                worst = max(worst, rel(gd32[name], gr))
+        for name, t in stats.items():
+            flat = t.reshape(-1)
+            idx = g.choice(flat.numel(), size=min(ZOO_K, flat.numel()), replace=False)
+            fx.add(arch + "/s/" + name + "/idx", idx.astype(np.float64))
+            fx.add(arch + "/s/" + name + "/val", flat[idx])
+        e32 = rel(zoo_eval(arch, torch.float32), out)
+        fx.add(arch + "/f32", [e32, worst])
+        print("%s: loss %.6f, torch float32 vs float64: eval %.2e, worst gradient %.2e"
+              % (arch, loss, e32, worst))
+    fx.write(os.path.join(outdir, "zoo_ref.bin"))
+
 
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
     os.makedirs(outdir, exist_ok=True)
     torch.set_default_dtype(torch.float64)
-    gen_kernels(outdir)
-    gen_heads(outdir)
-    gen_heads2(outdir)
+    sections = sys.argv[2:] or ["kernels", "heads", "heads2", "zoo"]
+    for name in sections:
+        globals()["gen_" + name](outdir)
 
 
 if __name__ == "__main__":
