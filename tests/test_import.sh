@@ -11,7 +11,7 @@
 # mis-shaped, one missing, one extra, one of another dtype; wrong flags; a
 # missing file; --input of another shape. With Fashion-MNIST: resnet18 trained
 # on 1x28x28 images resized to --size 32. With Debian's python3-torchvision:
-# resnet18 and mobilenet-v2 with random weights and batch-norm statistics
+# resnet18, resnet34, resnet50 and mobilenet-v2 with random weights and batch-norm statistics
 # (tools/pth2safetensors.py --random), imported with --head none and run on a
 # random 2x3x64x64 batch, compared with PyTorch's eval-mode logits (rows
 # L2-normalised: max |diff| <= 1e-4; the raw relative error is printed), and a
@@ -228,7 +228,7 @@ fi
 # ------------------------------------------------------------------ 5. against PyTorch
 TPY=${TORCH_PYTHON:-/usr/bin/python3}   # Debian's, with python3-torchvision
 if "$TPY" -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("torch", "torchvision", "numpy")))' 2>/dev/null; then
-    for arch in resnet18 mobilenet-v2; do
+    for arch in resnet18 resnet34 resnet50 mobilenet-v2; do
         W=$T/$arch.safetensors
         run "$TPY" "$TOOL" --random --arch "$arch" "$W" --input "$T/$arch.x.npy" --reference "$T/$arch.y.npy" \
             --size 64 --batch 2 --seed 5
