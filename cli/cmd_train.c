@@ -102,6 +102,10 @@ int cmd_train(int argc, char **argv)
         {"out", "PATH", "checkpoint (default model.safetensors), rewritten every epoch", NULL},
         {"log", "PATH", "JSON-lines log (default: PATH of --out + .log.jsonl)", NULL},
         {"resume", "PATH", "continue the run saved in this checkpoint", NULL},
+        {"init", "MODEL", "fine-tune: start from this model's weights and head (simile import, train)", NULL},
+        {"freeze", "N", "fine-tune: freeze the first N stages (ResNet: 1 stem, 2 + layer1, ...)", NULL},
+        {"backbone-lr", "X", "fine-tune: the backbone's learning rate is X times --lr (default 1)", NULL},
+        {"bn-eval", NULL, "fine-tune: batch norms keep their running statistics (eval mode)", NULL},
         {"max-steps", "N", "stop each epoch after N steps (smoke tests)", NULL},
         {"quiet", NULL, "no progress output", NULL},
         {NULL, NULL, NULL, NULL}};
@@ -119,10 +123,17 @@ int cmd_train(int argc, char **argv)
     snprintf(logbuf, sizeof logbuf, "%s.log.jsonl", out);
     const char *logp = get(o, "log", logbuf);
     const char *resume = get(o, "resume", NULL);
+    const char *init = get(o, "init", NULL);
+    if (get(o, "backbone-lr", NULL) && get_num(o, "backbone-lr", 1.0, 0, 1e3) == 0)
+        die_usage("--backbone-lr 0 would freeze the whole backbone: say so with --freeze N");
+    if (init && resume) die_usage("--init starts a run, --resume continues one: give one of them");
 
     sm_train_config tc = {.epochs = epochs, .batch = batch, .seed = seed, .out_path = out,
                           .log_path = logp, .resume_path = resume, .progress = !get(o, "quiet", NULL),
-                          .max_steps = get_int(o, "max-steps", 0, 0, INT64_MAX)};
+                          .max_steps = get_int(o, "max-steps", 0, 0, INT64_MAX),
+                          .freeze_stages = (int)get_int(o, "freeze", 0, 0, 64),
+                          .backbone_lr = (float)get_num(o, "backbone-lr", 1.0, 0, 1e3),
+                          .bn_eval = get(o, "bn-eval", NULL) != NULL};
     const char *on = get(o, "optim", "sgd");
     if (strcmp(on, "sgd") && strcmp(on, "adamw")) die_usage("--optim must be sgd or adamw (got '%s')", on);
     sm_optim_config_default(&tc.optim, strcmp(on, "sgd") ? SM_OPTIM_ADAMW : SM_OPTIM_SGD);
@@ -148,7 +159,13 @@ int cmd_train(int argc, char **argv)
     sm_head_config hc;
     if (get(o, "loss", NULL) && get(o, "head", NULL)) die_usage("give --head or --loss, not both");
     const char *head_name = get(o, "loss", get(o, "head", "arcface"));
-    if (!resume || get(o, "head", NULL) || get(o, "loss", NULL)) {
+    bool model_flags = get(o, "arch", NULL) || get(o, "spec", NULL) || get(o, "dim", NULL) ||
+                       get(o, "head", NULL) || get(o, "loss", NULL) || get(o, "size", NULL) ||
+                       get(o, "height", NULL) || get(o, "width", NULL) || get(o, "channels", NULL);
+    if (init && model_flags)
+        die_usage("--init trains the model it names as it is: no --arch, --spec, --dim, --head, --loss "
+                  "or sizes with it (give them to 'simile import')");
+    if (!(resume || init) || get(o, "head", NULL) || get(o, "loss", NULL)) {
         if (sm_head_config_default(&hc, head_name, &err)) die_usage("%s", err.msg);
         hc.scale = (float)get_num(o, "scale", hc.scale, 1e-6, 1e6);
         hc.margin = (float)get_num(o, "margin", hc.margin, 0, 10);
@@ -196,7 +213,22 @@ int cmd_train(int argc, char **argv)
         if (tc.pk_p < 2 || tc.pk_k < 2) tc.pk_p = tc.pk_k = 0;
     }
     sm_model *m = NULL;
-    if (resume) {
+    if (init) {
+        if (sm_model_load(&m, init, &err)) die(&err, "--init takes a model written by 'simile import' or 'simile train'");
+        if (!sm_model_head(m)) {
+            snprintf(err.msg, sizeof err.msg, "'%s' has no head to train", init);
+            sm_model_free(m);
+            die(&err, "'simile import --head arcface --classes N --dim D' adds one");
+        }
+        if (sm_model_classes(m) > 0 && sm_model_classes(m) < train.n_classes) {
+            snprintf(err.msg, sizeof err.msg, "'%s' has a head for %lld classes, the data have %d", init,
+                     (long long)sm_model_classes(m), (int)train.n_classes);
+            sm_model_free(m);
+            die(&err, "import the model again with --classes set to the data's");
+        }
+        if (sm_model_set_classes(m, (const char *const *)train.class_names, train.n_classes, &err)) die(&err, NULL);
+        remove(logp);
+    } else if (resume) {
         if (sm_model_load(&m, resume, &err)) die(&err, "--resume takes a checkpoint written by 'simile train'");
         if (!sm_model_head(m)) {
             snprintf(err.msg, sizeof err.msg, "'%s' has no head to train", resume);
@@ -239,6 +271,11 @@ int cmd_train(int argc, char **argv)
         sm_model_set_input_norm(m, SM_FASHION_MNIST_MEAN, SM_FASHION_MNIST_STD);
         remove(logp);   /* a fresh run starts a fresh log */
     }
+    if (tc.freeze_stages > sm_model_stages(m)) {
+        snprintf(err.msg, sizeof err.msg, "--freeze %d: the model has %d stages", tc.freeze_stages, sm_model_stages(m));
+        sm_model_free(m);
+        die(&err, NULL);
+    }
     bool fitted = zoo_fit_data(m, &train);
     zoo_fit_data(m, &test);
     if (tc.progress) {
@@ -249,6 +286,9 @@ int cmd_train(int argc, char **argv)
             fprintf(stderr, "; images resized to %lldx%lldx%lld", (long long)train.c, (long long)train.h, (long long)train.w);
         fputc('\n', stderr);
     }
+    if (tc.progress && (tc.freeze_stages || tc.bn_eval || tc.backbone_lr != 1.0f))
+        fprintf(stderr, "simile train: fine-tuning: %d of %d stages frozen, backbone lr x%g%s\n", tc.freeze_stages,
+                sm_model_stages(m), (double)tc.backbone_lr, tc.bn_eval ? ", batch norms in eval mode" : "");
     sm_status st = sm_train(m, &train, test.n ? &test : NULL, &tc, &err);
     sm_model_free(m);
     sm_dataset_free(&train);

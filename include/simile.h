@@ -308,6 +308,34 @@ typedef struct sm_tensor_info {
 int sm_model_ntensors(const sm_model *m);
 sm_status sm_model_tensor(sm_model *m, int i, sm_tensor_info *info);
 
+/* Fine-tuning. The backbone's spatial nodes fall into stages by how much they
+ * have downsampled the input: stage 0 up to a factor 2, then stage k for
+ * 2^(k+1), rounded in log2, each node taking the largest stage of its block
+ * (the first two dotted components of its name: "layer2.0"). For the zoo's
+ * ResNets stage 0 is the stem (conv1, bn1) and stages 1..4 are layer1..layer4
+ * (maxpool joins layer1); for MobileNetV2 stage 0 is features.0-1, then
+ * features.2-3, 4-6, 7-13, 14-18. Dense nodes after the pooling (the
+ * embedding, fc) belong to no stage. sm_model_stages counts them.
+ *
+ * sm_model_freeze_stages(m, n) fixes stages 0..n-1 (n from 0, none, to
+ * sm_model_stages): their parameters get no gradient (the backward stops
+ * where nothing before needs one), sm_model_set_lr_scales gives them
+ * multiplier 0, and their batch norms and dropouts run as in eval mode
+ * (mmdetection's frozen_stages). sm_model_set_bn_eval(m, true) keeps every
+ * batch norm in eval mode during training: running statistics used and not
+ * updated, γ and β still trained (mmdetection's norm_eval, detectron's
+ * FrozenBN with trainable affine). Neither is saved in checkpoints.
+ * sm_model_set_lr_scales sets an optimizer over the model's parameters:
+ * multiplier 0 for frozen stages, `backbone` for the other stages' tensors,
+ * 1 for the dense nodes and the head. */
+typedef struct sm_optim sm_optim;   /* see "optimizers" below */
+int sm_model_stages(const sm_model *m);
+sm_status sm_model_freeze_stages(sm_model *m, int n, sm_err *err);
+int sm_model_frozen_stages(const sm_model *m);
+void sm_model_set_bn_eval(sm_model *m, bool on);
+bool sm_model_bn_eval(const sm_model *m);
+sm_status sm_model_set_lr_scales(const sm_model *m, sm_optim *o, float backbone, sm_err *err);
+
 /* Class names (copied) and input normalisation travel with the model and its
  * checkpoints. Pixels u in 0..255 become x = (u/255 - mean)/std. */
 sm_status sm_model_set_classes(sm_model *m, const char *const *names, int32_t n, sm_err *err);
@@ -317,7 +345,6 @@ void sm_model_input_norm(const sm_model *m, float *mean, float *std);
 /* out[i] = (in[i]/255 - mean)/std for count pixels. */
 void sm_images_to_float(float *out, const uint8_t *in, int64_t count, float mean, float std);
 
-typedef struct sm_optim sm_optim;   /* see "optimizers" below */
 
 /* Training state stored with a checkpoint so that a run can resume exactly. */
 typedef struct sm_train_state {
@@ -369,6 +396,13 @@ void sm_optim_step(sm_optim *o, float *p, const float *g, float lr);
 int64_t sm_optim_steps(const sm_optim *o);
 int64_t sm_optim_size(const sm_optim *o);   /* parameters it updates */
 void sm_optim_set_steps(sm_optim *o, int64_t t);
+/* Multiplies the learning rate of parameters off..off+count-1 by scale (>= 0;
+ * default 1), as PyTorch's parameter groups: their whole update, weight decay
+ * included, uses lr·scale; 0 leaves them and their optimizer state untouched.
+ * SM_ERR_ARG for a range outside 0..n or a negative or non-finite scale.
+ * sm_optim_lr_scale reads the multiplier of parameter i. */
+sm_status sm_optim_set_lr_scale(sm_optim *o, int64_t off, int64_t count, float scale, sm_err *err);
+float sm_optim_lr_scale(const sm_optim *o, int64_t i);
 /* State buffer 0 (SGD momentum / Adam m) or 1 (Adam v; NULL for SGD), n floats. */
 float *sm_optim_state(sm_optim *o, int which);
 const sm_optim_config *sm_optim_config_of(const sm_optim *o);
@@ -746,6 +780,10 @@ typedef struct sm_train_config {
     int64_t shift;            /* augmentation: random translation up to this many pixels */
     int progress;             /* 0 quiet, 1 bar on a terminal / plain lines otherwise */
     int64_t max_steps;        /* stop each epoch after this many steps (0: whole epoch); tests */
+    int freeze_stages;        /* fine-tuning: sm_model_freeze_stages (0: none) */
+    float backbone_lr;        /* fine-tuning: the backbone's learning-rate multiplier
+                               * (sm_model_set_lr_scales); 0 is read as 1 */
+    bool bn_eval;             /* fine-tuning: sm_model_set_bn_eval */
     FILE *out;                /* progress and summaries (stderr when NULL) */
 } sm_train_config;
 

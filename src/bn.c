@@ -157,3 +157,28 @@ void sm_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
         }
     }
 }
+
+void sm_bn_backward_frozen(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *inp, const float *mean, const float *invstd,
+                           const float *gamma, int64_t outer, int64_t c, int64_t inner)
+{
+    PAR_FOR(1)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mu = mean[ch], is = invstd[ch];
+        double sdy = 0.0, sdyx = 0.0;
+        const float a = (float)((gamma ? gamma[ch] : 1.0) * is);
+        for (int64_t o = 0; o < outer; o++) {
+            const float *x = inp + (o * c + ch) * inner, *dy = dout + (o * c + ch) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                sdy += dy[i];
+                sdyx += dy[i] * ((x[i] - mu) * is);
+            }
+            if (dinp) {
+                float *dx = dinp + (o * c + ch) * inner;
+                for (int64_t i = 0; i < inner; i++) dx[i] += a * dy[i];
+            }
+        }
+        if (dbeta) dbeta[ch] += (float)sdy;
+        if (dgamma) dgamma[ch] += (float)sdyx;
+    }
+}

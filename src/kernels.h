@@ -103,6 +103,12 @@ void sm_bn_fold(float *center, float *scale, const float *bias, const float *gam
 void sm_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                     const float *inp, const float *mean, const float *invstd,
                     const float *gamma, int64_t outer, int64_t c, int64_t inner);
+/* The backward of a frozen batch norm, y = (x - mean)·invstd·γ + β with mean and
+ * invstd constants (the running statistics): dx += γ·invstd·dy, dγ += Σ dy·x̂,
+ * dβ += Σ dy; any output may be NULL. */
+void sm_bn_backward_frozen(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *inp, const float *mean, const float *invstd,
+                           const float *gamma, int64_t outer, int64_t c, int64_t inner);
 
 /* ------------------------------------------------------------- activations */
 void sm_relu_forward(float *out, const float *inp, int64_t n);

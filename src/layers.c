@@ -164,7 +164,10 @@ static const struct sm_layer_ops conv_ops = {
     conv_backward};
 
 /* ------------------------------------------------------------------ batch norm
- * "bn" works on either layout: BatchNorm2d on (C,N,H,W), BatchNorm1d on (N,F). */
+ * "bn" works on either layout: BatchNorm2d on (C,N,H,W), BatchNorm1d on (N,F).
+ * A frozen batch norm (c->frozen: a frozen stage, or sm_model_set_bn_eval)
+ * normalises with its running statistics in training too and leaves them
+ * alone, as a PyTorch BatchNorm module in eval() inside a training model. */
 static sm_status bn_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
 {
     (void)ins;
@@ -201,12 +204,17 @@ static void bn_forward(sm_layer *l, const sm_lctx *c, const float *const *in, fl
 {
     int64_t outer, ch, inner;
     chan_dims(l->in, n, &outer, &ch, &inner);
-    if (c->training) {
+    if (c->training && !c->frozen) {
         sm_bn_forward_train(out, l->save, l->save + ch, c->rmean, c->rvar, in[0], c->w, c->b,
                             outer, ch, inner, l->momentum, l->eps);
         l->nbt++;
     } else {
         sm_bn_forward_eval(out, in[0], c->w, c->b, c->rmean, c->rvar, outer, ch, inner, l->eps);
+        if (c->training)   /* frozen: backward is a per-channel scale with these statistics */
+            for (int64_t i = 0; i < ch; i++) {
+                l->save[i] = c->rmean[i];
+                l->save[ch + i] = 1.0f / sqrtf(c->rvar[i] + l->eps);
+            }
     }
 }
 
@@ -216,7 +224,12 @@ static void bn_backward(sm_layer *l, const sm_lctx *c, const float *const *in, c
     (void)out;
     int64_t outer, ch, inner;
     chan_dims(l->in, n, &outer, &ch, &inner);
-    sm_bn_backward(din[0], c->dw, c->db, dout, in[0], l->save, l->save + ch, c->w, outer, ch, inner);
+    if (c->frozen)
+        sm_bn_backward_frozen(din[0], c->dw, c->db, dout, in[0], l->save, l->save + ch, c->w,
+                              outer, ch, inner);
+    else
+        sm_bn_backward(din[0], c->dw, c->db, dout, in[0], l->save, l->save + ch, c->w, outer, ch,
+                       inner);
 }
 
 static const struct sm_layer_ops bn_ops = {
@@ -339,7 +352,7 @@ static void dropout_forward(sm_layer *l, const sm_lctx *c, const float *const *i
 {
     int64_t g, gs;
     dropout_groups(l, n, &g, &gs);
-    if (c->training && l->p > 0.0f) {
+    if (c->training && !c->frozen && l->p > 0.0f) {
         sm_dropout_forward(out, l->save, in[0], g, gs, l->p, c->seed);
     } else {
         memcpy(out, in[0], (size_t)(g * gs) * sizeof *out);

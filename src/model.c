@@ -431,11 +431,106 @@ static sm_status parse_spec(sm_model *m, const char *text, sm_err *err)
     return st;
 }
 
+/* ------------------------------------------------------------------ stages, freezing */
+/* Which nodes need dL/d(output): those with a parameter that trains, and every
+ * node after one (in spec order, inputs come first). */
+static void update_need_grad(sm_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *l = &m->layers[i];
+        l->need_grad = !l->frozen && (l->w >= 0 || l->b >= 0);
+        for (int k = 0; k < l->nin && !l->need_grad; k++)
+            l->need_grad = l->inp[k] >= 0 && m->layers[l->inp[k]].need_grad;
+    }
+}
+
+/* The length of a node's block name: its first two dotted components
+ * ("layer2.0" of "layer2.0.downsample.0", "features.3" of "features.3.conv.0.0"). */
+static size_t block_len(const char *name)
+{
+    const char *d = strchr(name, '.');
+    if (d) d = strchr(d + 1, '.');
+    return d ? (size_t)(d - name) : strlen(name);
+}
+
+/* A spatial node's stage: 0 up to a downsampling by 2, then k for 2^(k+1)
+ * (rounded in log2, so 100 px inputs count as 224 px ones); each node takes
+ * the largest stage of its block, so a block that downsamples inside (a
+ * Bottleneck's stride-2 3x3) lies in one stage. Dense nodes: -1. */
+static void assign_stages(sm_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *l = &m->layers[i];
+        if (l->out.dense || l->out.h <= 0 || l->out.w <= 0) { l->stage = -1; continue; }
+        double r = fmax((double)m->input.h / (double)l->out.h, (double)m->input.w / (double)l->out.w);
+        int s = (int)lround(log2(fmax(r, 1.0))) - 1;
+        l->stage = s < 0 ? 0 : s;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *l = &m->layers[i];
+        if (l->stage < 0) continue;
+        size_t len = block_len(l->name);
+        for (int j = 0; j < m->nlayers; j++) {
+            sm_layer *o = &m->layers[j];
+            if (o->stage > l->stage && block_len(o->name) == len && !strncmp(o->name, l->name, len))
+                l->stage = o->stage;
+        }
+    }
+}
+
+int sm_model_stages(const sm_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].stage + 1 > n) n = m->layers[i].stage + 1;
+    return n;
+}
+
+sm_status sm_model_freeze_stages(sm_model *m, int n, sm_err *err)
+{
+    int s = sm_model_stages(m);
+    if (n < 0 || n > s)
+        return sm_fail(err, SM_ERR_ARG, "cannot freeze %d stages: the model has %d (0 to %d can be frozen)",
+                       n, s, s);
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].frozen = m->layers[i].stage >= 0 && m->layers[i].stage < n;
+    m->frozen_stages = n;
+    update_need_grad(m);
+    return SM_OK;
+}
+
+int sm_model_frozen_stages(const sm_model *m) { return m->frozen_stages; }
+
+void sm_model_set_bn_eval(sm_model *m, bool on) { m->bn_eval = on; }
+bool sm_model_bn_eval(const sm_model *m) { return m->bn_eval; }
+
+sm_status sm_model_set_lr_scales(const sm_model *m, sm_optim *o, float backbone, sm_err *err)
+{
+    if (!(backbone >= 0.0f) || !isfinite(backbone))
+        return sm_fail(err, SM_ERR_ARG, "the backbone's learning-rate multiplier must be >= 0 (got %g)",
+                       (double)backbone);
+    if (sm_optim_size(o) != m->nparams)
+        return sm_fail(err, SM_ERR_ARG, "the optimizer updates %lld parameters, the model has %lld",
+                       (long long)sm_optim_size(o), (long long)m->nparams);
+    sm_status st = sm_optim_set_lr_scale(o, 0, m->nparams, 1.0f, err);
+    for (int i = 0; i < m->nlayers && !st; i++) {
+        const sm_layer *l = &m->layers[i];
+        float scale = l->frozen ? 0.0f : l->stage >= 0 ? backbone : 1.0f;
+        int ids[2] = {l->w, l->b};
+        for (int k = 0; k < 2 && !st; k++)
+            if (ids[k] >= 0 && m->tensors[ids[k]].trainable)
+                st = sm_optim_set_lr_scale(o, m->tensors[ids[k]].off, m->tensors[ids[k]].numel, scale, err);
+    }
+    return st;
+}
+
 /* ------------------------------------------------------------------ lifecycle */
 /* The context node l runs with: its tensors, gradients when grads is set. */
 static void lctx_fill(sm_model *m, const sm_layer *l, sm_lctx *c, bool grads)
 {
+    bool bn = l->rmean >= 0;
     *c = (sm_lctx){.scratch = m->scratch, .training = m->training,
+                   .frozen = m->training && (l->frozen || (bn && m->bn_eval)),
                    .seed = sm_hash64(m->step_seed, (uint64_t)l->index)};
     if (l->w >= 0) { c->w = sm_model_param(m, l->w); if (grads) c->dw = sm_model_grad(m, l->w); }
     if (l->b >= 0) { c->b = sm_model_param(m, l->b); if (grads) c->db = sm_model_grad(m, l->b); }
@@ -473,6 +568,8 @@ sm_status sm_model_build(sm_model **out, const char *spec, const sm_head_config 
         m->layers[i].ops->init(&m->layers[i], &c, sm_hash64(seed, (uint64_t)i));
     }
     if (init && m->head) m->head->ops->init(m->head, m, sm_hash64(seed, 1000003));
+    assign_stages(m);
+    update_need_grad(m);
     m->training = false;
     m->fuse = true;
     m->in_mean = 0.0f;
@@ -814,10 +911,12 @@ static void backward_nodes(sm_model *m, const float *x, int64_t n)
     float *din[MAX_INPUTS];
     for (int i = m->nlayers - 1; i >= 0; i--) {
         sm_layer *l = &m->layers[i];
+        if (!l->need_grad) continue;   /* frozen, and so is everything before it */
         for (int k = 0; k < l->nin; k++) {
             int j = l->inp[k];
             ins[k] = j < 0 ? x : m->acts[j];
-            din[k] = j < 0 ? NULL : m->grad[j];
+            din[k] = j < 0 || !m->layers[j].need_grad ? NULL : m->grad[j];
+            if (!din[k]) continue;
             bool first = true;
             for (int q = 0; q < k; q++) first &= l->inp[q] != j;
             if (j >= 0 && first && m->layers[j].last_reader == i)

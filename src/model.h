@@ -47,6 +47,10 @@ typedef struct sm_lctx {
     float *dw, *db;                 /* their gradients (backward only) */
     float *scratch;                 /* sized by plan() for the planned batch and threads */
     bool training;
+    bool frozen;                    /* training, but this node is fixed (a frozen stage, or a
+                                     * batch norm with sm_model_set_bn_eval): batch norms use
+                                     * their running statistics and leave them alone, dropout
+                                     * passes its input through */
     uint64_t seed;                  /* per step and node (dropout masks) */
 } sm_lctx;
 
@@ -89,6 +93,10 @@ struct sm_layer {
     /* tensor ids into m->tensors, -1 when absent */
     int w, b, rmean, rvar;
     int64_t nbt;            /* BN num_batches_tracked */
+    int stage;              /* sm_model_stages' stage, -1 for dense nodes */
+    bool frozen;            /* in a frozen stage: no parameter updates, eval-mode statistics */
+    bool need_grad;         /* dL/d(output) is needed: this node or one before it has
+                             * parameters that train */
     /* arena views (valid after plan) */
     float *save;            /* per-kind saved data for backward */
 };
@@ -109,6 +117,8 @@ struct sm_model {
     int32_t nnames;
     char **names;               /* class names (nnames), owned; may be NULL */
     bool training;
+    bool bn_eval;           /* batch norms keep their running statistics in training */
+    int frozen_stages;
     bool fuse;                  /* eval: conv-bn[-relu] in one pass (default; tests turn it off) */
     uint64_t step_seed;         /* varies per step: dropout masks */
     /* plan: a training arena (every node's activation, gradient slots reused

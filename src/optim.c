@@ -5,7 +5,10 @@
  * buf = μ·buf + g (buf = g at the first step); g = nesterov ? g + μ·buf : buf;
  * p -= lr·g. AdamW follows torch.optim.AdamW: p -= lr·wd·p (decoupled), then
  * Adam with bias correction. Weight decay applies to every parameter, as with
- * optimizer(model.parameters()) in PyTorch. */
+ * optimizer(model.parameters()) in PyTorch. Learning-rate multipliers are
+ * PyTorch's parameter groups with lr = base·scale: the whole update of a
+ * range (decay included) uses lr·scale; scale 0 leaves the range and its state
+ * untouched (a parameter outside the optimizer). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,11 @@ struct sm_optim {
     int64_t n;
     int64_t t;          /* steps taken */
     float *s0, *s1;     /* momentum / Adam m, Adam v */
+    /* learning-rate multipliers: [cut[i], cut[i+1]) has scale[i], nseg intervals
+     * covering 0..n, adjacent ones different */
+    int nseg;
+    int64_t *cut;
+    float *scale;
 };
 
 void sm_optim_config_default(sm_optim_config *c, sm_optim_kind kind)
@@ -49,7 +57,12 @@ sm_status sm_optim_new(sm_optim **out, const sm_optim_config *cfg, int64_t n, sm
     o->n = n;
     o->s0 = calloc((size_t)(n ? n : 1), sizeof(float));
     o->s1 = cfg->kind == SM_OPTIM_ADAMW ? calloc((size_t)(n ? n : 1), sizeof(float)) : NULL;
-    if (!o->s0 || (cfg->kind == SM_OPTIM_ADAMW && !o->s1)) {
+    o->nseg = 1;
+    o->cut = malloc(2 * sizeof *o->cut);
+    o->scale = malloc(sizeof *o->scale);
+    if (o->cut) { o->cut[0] = 0; o->cut[1] = n; }
+    if (o->scale) o->scale[0] = 1.0f;
+    if (!o->s0 || (cfg->kind == SM_OPTIM_ADAMW && !o->s1) || !o->cut || !o->scale) {
         sm_optim_free(o);
         return sm_fail(err, SM_ERR_NOMEM, "out of memory");
     }
@@ -62,20 +75,64 @@ void sm_optim_free(sm_optim *o)
     if (!o) return;
     free(o->s0);
     free(o->s1);
+    free(o->cut);
+    free(o->scale);
     free(o);
 }
 
-void sm_optim_step(sm_optim *o, float *p, const float *g, float lr)
+sm_status sm_optim_set_lr_scale(sm_optim *o, int64_t off, int64_t count, float scale, sm_err *err)
+{
+    if (off < 0 || count < 0 || off > o->n || count > o->n - off)
+        return sm_fail(err, SM_ERR_ARG, "%lld parameters from %lld are outside the optimizer's %lld",
+                       (long long)count, (long long)off, (long long)o->n);
+    if (!(scale >= 0.0f) || !isfinite(scale))
+        return sm_fail(err, SM_ERR_ARG, "a learning-rate multiplier must be >= 0 (got %g)", (double)scale);
+    if (count == 0) return SM_OK;
+    /* the new intervals: those before off, [off, off + count), those after (split at the ends) */
+    int64_t *cut = malloc(sizeof *cut * (size_t)(o->nseg + 3));
+    float *sc = malloc(sizeof *sc * (size_t)(o->nseg + 2));
+    if (!cut || !sc) { free(cut); free(sc); return sm_fail(err, SM_ERR_NOMEM, "out of memory"); }
+    int k = 0;
+    int64_t end = off + count;
+    for (int i = 0; i < o->nseg; i++) {
+        int64_t a = o->cut[i], b = o->cut[i + 1];
+        int64_t pieces[3][2] = {{a, b < off ? b : off}, {a > off ? a : off, b < end ? b : end},
+                                {a > end ? a : end, b}};
+        float ps[3] = {o->scale[i], scale, o->scale[i]};
+        for (int p = 0; p < 3; p++) {
+            if (pieces[p][0] >= pieces[p][1]) continue;
+            if (k > 0 && sc[k - 1] == ps[p]) { cut[k] = pieces[p][1]; continue; }   /* merge */
+            if (k == 0) cut[0] = pieces[p][0];
+            sc[k] = ps[p];
+            cut[++k] = pieces[p][1];
+        }
+    }
+    free(o->cut);
+    free(o->scale);
+    o->cut = cut;
+    o->scale = sc;
+    o->nseg = k;
+    return SM_OK;
+}
+
+float sm_optim_lr_scale(const sm_optim *o, int64_t i)
+{
+    for (int s = 0; s < o->nseg; s++)
+        if (i >= o->cut[s] && i < o->cut[s + 1]) return o->scale[s];
+    return 0.0f;
+}
+
+/* One update of p[a..b) with learning rate lr (an interval of sm_optim_step). */
+static void step_range(sm_optim *o, float *p, const float *g, float lr, int64_t a, int64_t b)
 {
     const sm_optim_config *c = &o->cfg;
-    int64_t n = o->n;
     float wd = c->weight_decay;
     if (c->kind == SM_OPTIM_SGD) {
         float mu = c->momentum;
         bool first = o->t == 0;
         float *buf = o->s0;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = a; i < b; i++) {
             float d = g[i] + wd * p[i];
             if (mu > 0) {
                 buf[i] = first ? d : mu * buf[i] + d;
@@ -91,13 +148,20 @@ void sm_optim_step(sm_optim *o, float *p, const float *g, float lr)
         float sbc2 = (float)sqrt(bc2);
         float *m = o->s0, *v = o->s1;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = a; i < b; i++) {
             p[i] *= 1.0f - lr * wd;
             m[i] = b1 * m[i] + (1.0f - b1) * g[i];
             v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
             p[i] -= step * m[i] / (sqrtf(v[i]) / sbc2 + c->eps);
         }
     }
+}
+
+void sm_optim_step(sm_optim *o, float *p, const float *g, float lr)
+{
+    for (int s = 0; s < o->nseg; s++)   /* multiplier 0: frozen, as if not in the optimizer */
+        if (o->scale[s] > 0.0f)
+            step_range(o, p, g, o->scale[s] == 1.0f ? lr : lr * o->scale[s], o->cut[s], o->cut[s + 1]);
     o->t++;
 }
 

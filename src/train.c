@@ -89,7 +89,8 @@ static void progress(FILE *f, bool tty, int64_t epoch, int64_t epochs, int64_t i
 static char *config_json(const sm_train_config *c)
 {
     const char *sched = c->sched.kind == SM_SCHED_COSINE ? "cosine" : c->sched.kind == SM_SCHED_STEP ? "step" : "constant";
-    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I, s:I, s:I}",
+    json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I, s:I, s:I, "
+                          "s:i, s:f, s:b}",
                           "epochs", (json_int_t)c->epochs, "batch", (json_int_t)c->batch, "seed",
                           (json_int_t)c->seed, "optimizer", c->optim.kind == SM_OPTIM_SGD ? "sgd" : "adamw",
                           "lr", (double)c->optim.lr, "momentum", (double)c->optim.momentum, "nesterov",
@@ -97,7 +98,9 @@ static char *config_json(const sm_train_config *c)
                           "schedule", sched, "warmup", (json_int_t)c->sched.warmup, "step_size",
                           (json_int_t)c->sched.step_size, "gamma", (double)c->sched.gamma, "flip",
                           (int)c->flip, "shift", (json_int_t)c->shift, "pk_p", (json_int_t)c->pk_p,
-                          "pk_k", (json_int_t)c->pk_k);
+                          "pk_k", (json_int_t)c->pk_k, "freeze_stages", c->freeze_stages,
+                          "backbone_lr", c->backbone_lr > 0 ? (double)c->backbone_lr : 1.0,
+                          "bn_eval", (int)c->bn_eval);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -127,6 +130,10 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
     char *cfgtxt = NULL;
     sm_status st = sm_optim_new(&opt, &cfg->optim, m->nparams, err);
     if (st) return st;
+    st = sm_model_freeze_stages(m, cfg->freeze_stages, err);
+    sm_model_set_bn_eval(m, cfg->bn_eval);
+    if (!st) st = sm_model_set_lr_scales(m, opt, cfg->backbone_lr > 0 ? cfg->backbone_lr : 1.0f, err);
+    if (st) { sm_optim_free(opt); return st; }
     sm_train_state ts = {.epoch = 0, .step = 0, .optim = opt};
     if (cfg->resume_path) {
         st = sm_model_load_train_state(cfg->resume_path, &ts, err);

@@ -79,11 +79,21 @@ static double loss_of(sm_model *m, const float *x, const float *r, int64_t n, sm
     return s;
 }
 
-static void test_gradients(void)
+/* bn_eval: every batch norm in eval mode in training (the frozen backward). */
+static void test_gradients(bool bn_eval)
 {
     sm_err err = {0};
     sm_model *m = NULL;
     if (sm_model_new(&m, graph_spec, NULL, 0, 3, &err) != SM_OK) { CHECKF(0, "%s", err.msg); return; }
+    sm_model_set_bn_eval(m, bn_eval);
+    if (bn_eval)   /* running statistics away from 0 and 1 */
+        for (int t = 0; t < sm_model_ntensors(m); t++) {
+            sm_tensor_info ti;
+            sm_model_tensor(m, t, &ti);
+            for (int64_t i = 0; !ti.trainable && i < ti.numel; i++)
+                ti.data[i] = strstr(ti.name, "running_var") ? 0.5f + 0.1f * (float)(i % 7)
+                                                            : 0.05f * (float)(i % 5) - 0.1f;
+        }
     enum { N = 3 };
     int64_t in = 3 * 9 * 9, d = sm_model_dim(m), np = sm_model_nparams(m);
     CHECK(d == 6);
@@ -129,8 +139,8 @@ static void test_gradients(void)
         CHECKF(e < 2e-2, "%s: directional FD %g vs backward %g", ti.name, fd, gv);
         tensors++;
     }
-    printf("%s graph directional FD over %d tensors   max rel err %.3g\n", worst < 2e-2 ? "ok  " : "FAIL",
-           tensors, worst);
+    printf("%s graph directional FD over %d tensors%s max rel err %.3g\n", worst < 2e-2 ? "ok  " : "FAIL",
+           tensors, bn_eval ? " (bn eval)" : "          ", worst);
     /* the input gradient path: FD w.r.t. x against a model that starts with an identity */
     free(x); free(r); free(g); free(v);
     sm_model_free(m);
@@ -316,11 +326,104 @@ static void test_resnet18_spec(void)
     sm_model_free(b);
 }
 
+/* Stages, freezing and learning-rate multipliers on the zoo's networks. */
+static void test_finetune(void)
+{
+    sm_err err = {0};
+    struct { const char *arch, *names[6]; int stages; } cases[] = {
+        {"resnet18", {"conv1", "layer1.1.conv2", "layer2.0.downsample.0", "layer3.0.bn1", "layer4.1.conv2"}, 5},
+        {"resnet50", {"bn1", "layer1.0.conv1", "layer2.0.conv1", "layer3.5.conv3", "layer4.0.conv1"}, 5},
+        {"mobilenet-v2", {"features.1.conv.0.0", "features.3.conv.0.0", "features.6.conv.0.0",
+                          "features.13.conv.0.0", "features.18.0"}, 5}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        /* 100 px: the sizes are not powers of 2 (50, 25, 13, 7, 4) */
+        char *spec = sm_zoo_build(cases[c].arch, &(sm_zoo_config){.dim = 8, .height = 100, .width = 100}, &err);
+        sm_model *m = NULL;
+        sm_head_config hc;
+        sm_head_config_default(&hc, "arcface", &err);
+        CHECKF(spec && sm_model_new(&m, spec, &hc, 3, 1, &err) == SM_OK, "%s: %s", cases[c].arch, err.msg);
+        free(spec);
+        if (!m) continue;
+        CHECKF(sm_model_stages(m) == cases[c].stages, "%s: %d stages", cases[c].arch, sm_model_stages(m));
+        CHECK(sm_model_freeze_stages(m, 6, &err) == SM_ERR_ARG && strstr(err.msg, "has 5"));
+        CHECK(sm_model_freeze_stages(m, -1, &err) == SM_ERR_ARG);
+        sm_optim_config oc;
+        sm_optim_config_default(&oc, SM_OPTIM_SGD);
+        sm_optim *o = NULL;
+        CHECK(sm_optim_new(&o, &oc, sm_model_nparams(m), &err) == SM_OK);
+        /* tensor "<node>.weight" of names[s] is in stage s: frozen (0) for s < k, 0.5 after */
+        for (int k = 0; o && k <= 5; k++) {
+            CHECK(sm_model_freeze_stages(m, k, &err) == SM_OK && sm_model_frozen_stages(m) == k);
+            CHECK(sm_model_set_lr_scales(m, o, 0.5f, &err) == SM_OK);
+            bool ok = true;
+            for (int t = 0; t < sm_model_ntensors(m); t++) {
+                sm_tensor_info ti;
+                sm_model_tensor(m, t, &ti);
+                if (!ti.trainable) continue;
+                float want = -1;
+                for (int s = 0; s < 5; s++) {
+                    char w[96];
+                    snprintf(w, sizeof w, "%s.weight", cases[c].names[s]);
+                    if (!strcmp(ti.name, w)) want = s < k ? 0.0f : 0.5f;
+                }
+                if (!strncmp(ti.name, "embedding.", 10) || !strncmp(ti.name, "head.", 5)) want = 1.0f;
+                float got = sm_optim_lr_scale(o, ti.data - sm_model_params(m));
+                float last = sm_optim_lr_scale(o, ti.data - sm_model_params(m) + ti.numel - 1);
+                if ((want >= 0 && got != want) || got != last) {
+                    ok = false;
+                    fprintf(stderr, "%s freeze %d: %s has lr scale %g (want %g)\n", cases[c].arch, k,
+                            ti.name, (double)got, (double)want);
+                }
+            }
+            CHECKF(ok, "%s: lr scales of --freeze %d", cases[c].arch, k);
+        }
+        sm_optim_free(o);
+        sm_model_free(m);
+    }
+    printf("ok   stages and lr scales of resnet18, resnet50, mobilenet-v2 (100 px)\n");
+
+    /* multipliers: each range updates as an optimizer of its own with lr * scale; 0: untouched */
+    for (int kind = SM_OPTIM_SGD; kind <= SM_OPTIM_ADAMW; kind++) {
+        enum { P = 40 };
+        sm_optim_config oc;
+        sm_optim_config_default(&oc, (sm_optim_kind)kind);
+        sm_optim *all = NULL, *part = NULL;
+        CHECK(sm_optim_new(&all, &oc, P, &err) == SM_OK);
+        CHECK(sm_optim_new(&part, &oc, 10, &err) == SM_OK);
+        if (!all || !part) { sm_optim_free(all); sm_optim_free(part); continue; }
+        CHECK(sm_optim_set_lr_scale(all, 5, 10, 0.25f, &err) == SM_OK);
+        CHECK(sm_optim_set_lr_scale(all, 20, 10, 0.0f, &err) == SM_OK);
+        CHECK(sm_optim_set_lr_scale(all, 12, 3, 0.25f, &err) == SM_OK);   /* merges */
+        CHECK(sm_optim_set_lr_scale(all, 30, 11, 1.0f, &err) == SM_ERR_ARG);
+        CHECK(sm_optim_set_lr_scale(all, 0, 1, -1.0f, &err) == SM_ERR_ARG);
+        CHECK(sm_optim_set_lr_scale(all, 0, 1, NAN, &err) == SM_ERR_ARG);
+        CHECK(sm_optim_set_lr_scale(all, INT64_MAX, 2, 1.0f, &err) == SM_ERR_ARG);
+        float p[P], g[P], q[10], p0[P];
+        for (int i = 0; i < P; i++) p0[i] = p[i] = 0.1f * (float)(i % 9) - 0.3f;
+        memcpy(q, p + 5, sizeof q);
+        bool same = true;
+        for (int step = 0; step < 3; step++) {
+            for (int i = 0; i < P; i++) g[i] = 0.05f * (float)((i * 7 + step) % 11) - 0.2f;
+            sm_optim_step(all, p, g, 0.1f);
+            sm_optim_step(part, q, g + 5, 0.1f * 0.25f);
+        }
+        for (int i = 0; i < 10; i++) same &= p[5 + i] == q[i];
+        for (int i = 20; i < 30; i++) same &= p[i] == p0[i];
+        for (int i = 0; i < 5; i++) same &= p[i] != p0[i];
+        CHECKF(same, "%s: a range with multiplier 0.25 steps as lr x 0.25, one with 0 not at all",
+               kind == SM_OPTIM_SGD ? "sgd" : "adamw");
+        sm_optim_free(all);
+        sm_optim_free(part);
+    }
+}
+
 int main(void)
 {
     test_resnet18_spec();
     test_errors();
-    test_gradients();
+    test_gradients(false);
+    test_gradients(true);
+    test_finetune();
     test_accumulation();
     test_repeat();
     test_memory();

@@ -215,6 +215,42 @@ if [ -r "$FMNIST/train-images-idx3-ubyte.gz" ]; then
         if w=$(npy_check "$T/z.npy" 16 16 unit 2>&1); then ok "embed --data of a 32-px resnet18: (16, 16) unit rows"
         else bad "embed --data, a 32-px resnet18" "$w"; fi
     fi
+    # fine-tuning: stem and layer1 frozen, the rest at lr x 0.1
+    TF="--data $D --batch 8 --threads 1 --max-steps 2 --epochs 1"
+    # (z.safetensors, trained above: the import's convolutions are 0 and would get no gradient)
+    sim train $TF --init "$T/z.safetensors" --freeze 2 --backbone-lr 0.1 --bn-eval --out "$T/f.safetensors"
+    if expect_ok "train --init --freeze 2 --backbone-lr 0.1 --bn-eval"; then
+        if grep -q '2 of 5 stages frozen, backbone lr x0.1, batch norms in eval mode' "$T/err"; then ok "train --init: the fine-tuning line"
+        else bad "train --init" "no fine-tuning line in: $(first_err)"; fi
+        # TENSOR=same|changed ...: compared between the start and the fine-tuned model
+        run "$PY" - "$T/z.safetensors" "$T/f.safetensors" conv1.weight=same bn1.running_mean=same \
+            layer1.1.conv2.weight=same layer2.0.conv1.weight=changed layer4.1.bn2.running_var=same \
+            embedding.0.weight=changed head.weight=changed <<'EOF2'
+import json, struct, sys
+def tensor(path, name):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        a, b = h[name]["data_offsets"]
+        f.seek(8 + n + a)
+        return f.read(b - a)
+bad = [arg for arg in sys.argv[3:] for name, want in [arg.split("=")]
+       if (tensor(sys.argv[1], name) == tensor(sys.argv[2], name)) != (want == "same")]
+sys.exit("not as expected: " + " ".join(bad) if bad else 0)
+EOF2
+        if [ "$rc" = 0 ]; then ok "train --init --freeze 2 --bn-eval: stem, layer1, running statistics kept; layer2, embedding, head trained"
+        else bad "train --init --freeze 2" "$(cat "$T/err")"; fi
+    fi
+    sim train $TF --init "$T/h.safetensors" --arch resnet18 --out "$T/y.safetensors"
+    expect_err "train --init with --arch" 2 "--init trains the model it names as it is"
+    sim train $TF --init "$T/h.safetensors" --resume "$T/z.safetensors" --out "$T/y.safetensors"
+    expect_err "train --init with --resume" 2 "give one of them"
+    sim train $TF --init "$T/h.safetensors" --freeze 6 --quiet --out "$T/y.safetensors"
+    expect_err "train --freeze 6" 1 "--freeze 6: the model has 5 stages"
+    sim train $TF --init "$T/h.safetensors" --backbone-lr 0 --out "$T/y.safetensors"
+    expect_err "train --backbone-lr 0" 2 "--freeze"
+    sim train $TF --init "$T/m.safetensors" --out "$T/y.safetensors"
+    expect_err "train --init of a model without a head" 1 "has no head to train"
     sim train $TR --arch resnet18 --epochs 1 --out "$T/y.safetensors"
     expect_err "train --arch resnet18 on 28-px images" 1 "32\.\.4096.*3x28x28"
     sim train $TR --arch mnist-net --size 32 --epochs 1 --out "$T/y.safetensors"

@@ -9,6 +9,9 @@
  *     over 5 classes, batch 4, BN batch statistics: the loss (<= 1e-4 relative), the
  *     gradient of every parameter (sampled entries, the whole tensor's norm and its
  *     projection on a fixed random tensor), every running statistic after the step (<= 1e-4).
+ * Fine-tuning, one training step each: ResNet-18 with sm_model_freeze_stages 2 (conv1, bn1
+ * and layer1 fixed and in eval mode: their gradients exactly 0, their statistics kept) and
+ * MobileNetV2 with sm_model_set_bn_eval (running statistics used, not updated).
  * Gradient tolerance per network: 1e-3, or twice PyTorch's own float32 error against
  * the float64 reference where that is larger (ResNet-50's training backward at batch 4
  * loses two digits in float32 in PyTorch too; the fixture records it). */
@@ -143,12 +146,19 @@ static double grad_error(const float *g, const sm_tensor_info *t, const float *i
     return fmax(e, fabs(proj - stat[1]) / (nb * sqrt(r2)));
 }
 
-static void test_train(const fx_file *fx, const char *arch, const float *x)
+/* One training step of network `net` as fixture case `arch`, with the first `freeze` stages
+ * frozen and (bn_eval) every batch norm in eval mode. */
+static void test_train(const fx_file *fx, const char *arch, const char *net, int freeze, bool bn_eval,
+                       const float *x)
 {
     sm_err err = {0};
     sm_head_config head;
     sm_head_config_default(&head, "arcface", &err);
-    sm_model *m = build(arch, DIM, &head, HEAD_CLASSES);
+    sm_model *m = build(net, DIM, &head, HEAD_CLASSES);
+    if (m) {
+        CHECKF(sm_model_freeze_stages(m, freeze, &err) == SM_OK, "%s: %s", arch, err.msg);
+        sm_model_set_bn_eval(m, bn_eval);
+    }
     int64_t n;
     const float *want_loss = get(fx, arch, "loss", NULL, NULL, &n);
     const float *f32 = get(fx, arch, "f32", NULL, NULL, &n);
@@ -163,7 +173,7 @@ static void test_train(const fx_file *fx, const char *arch, const float *x)
     double tol = fmax(1e-3, 2.0 * f32[1]), worst = 0.0, top = 0.0, zero_worst = 0.0;
     double worst_stat = 0.0;
     const char *worst_name = "";
-    int ngrad = 0, nstat = 0, missing = 0;
+    int ngrad = 0, nstat = 0, missing = 0, nfrozen = 0, frozen_moved = 0;
     for (int i = 0; i < sm_model_ntensors(m); i++) {
         sm_tensor_info t;
         if (sm_model_tensor(m, i, &t) != SM_OK || !t.trainable) continue;
@@ -174,6 +184,13 @@ static void test_train(const fx_file *fx, const char *arch, const float *x)
         sm_tensor_info t;
         if (sm_model_tensor(m, i, &t) != SM_OK) continue;
         int64_t k, k2;
+        if (t.trainable && freeze > 0 && !get(fx, arch, "g", t.name, "stat", &n)) {
+            /* frozen in PyTorch (requires_grad off): no gradient at all */
+            const float *g = grads + (t.data - params);
+            for (int64_t j = 0; j < t.numel; j++) frozen_moved += g[j] != 0.0f;
+            nfrozen++;
+            continue;
+        }
         const float *idx = get(fx, arch, t.trainable ? "g" : "s", t.name, "idx", &k);
         const float *val = get(fx, arch, t.trainable ? "g" : "s", t.name, "val", &k2);
         if (!idx || !val || k != k2) { missing++; continue; }
@@ -202,14 +219,18 @@ static void test_train(const fx_file *fx, const char *arch, const float *x)
         ngrad++;
     }
     CHECKF(missing == 0, "%s: %d tensors without a fixture", arch, missing);
+    CHECKF(frozen_moved == 0, "%s: %d gradient entries of frozen tensors are not 0", arch, frozen_moved);
+    CHECKF(freeze == 0 || nfrozen > 0, "%s: no frozen tensor", arch);
     CHECKF(worst <= tol, "%s: gradient of %s off by %.3g (tol %.3g)", arch, worst_name, worst, tol);
     CHECKF(zero_worst <= 1e-5, "%s: a gradient that is 0 in exact arithmetic is %.3g of the largest",
            arch, zero_worst);
     CHECKF(worst_stat <= 1e-4, "%s: running statistics off by %.3g", arch, worst_stat);
     printf("%s %-14s loss rel err %.2g; %d gradients: worst %.3g (%s), PyTorch float32 %.3g, "
-           "tol %.3g; %d running statistics: %.2g\n",
+           "tol %.3g; %d running statistics: %.2g",
            worst <= tol && le <= 1e-4 ? "ok  " : "FAIL", arch, le, ngrad, worst, worst_name, f32[1],
            tol, nstat, worst_stat);
+    if (nfrozen) printf("; %d frozen tensors, gradient 0", nfrozen);
+    putchar('\n');
     sm_model_free(m);
 }
 
@@ -222,7 +243,11 @@ int main(void)
     static const char *archs[] = {"resnet18", "resnet34", "resnet50", "mobilenet-v2"};
     for (size_t a = 0; fx && x && a < sizeof archs / sizeof *archs; a++) {
         test_eval(fx, archs[a], x);
-        test_train(fx, archs[a], x);
+        test_train(fx, archs[a], archs[a], 0, false, x);
+    }
+    if (fx && x) {
+        test_train(fx, "resnet18-freeze2", "resnet18", 2, false, x);
+        test_train(fx, "mobilenet-v2-bneval", "mobilenet-v2", 0, true, x);
     }
     free(x);
     fx_close(fx);

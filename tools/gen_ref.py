@@ -1010,15 +1010,25 @@ def zoo_names(model):
             for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")]
 
 
-def zoo_train(arch, dtype):
-    """One training step: loss, {simile name: gradient}, {name: running stat after the step}."""
+def zoo_train(arch, dtype, frozen=(), bn_eval=False):
+    """One training step: loss, {simile name: gradient}, {name: running stat after the step}.
+    frozen: name prefixes of modules held fixed (requires_grad off, eval mode: simile's
+    sm_model_freeze_stages); bn_eval: every batch norm in eval mode (sm_model_set_bn_eval)."""
     model = zoo_build(arch, ZOO_DIM).to(dtype).train()
+    for name, mod in model.named_modules():
+        short = name[len("backbone."):] if name.startswith("backbone.") else name
+        if any(short == f or short.startswith(f + ".") for f in frozen):
+            mod.eval()
+            for prm in mod.parameters(recurse=False):
+                prm.requires_grad_(False)
+        if bn_eval and isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
     x = torch.from_numpy(hash_uniform("input", ZOO_N * 3 * ZOO_PX * ZOO_PX)).to(dtype)
     x = x.reshape(ZOO_N, 3, ZOO_PX, ZOO_PX)
     w = fill_values("head.weight", (ZOO_HEAD_CLASSES, ZOO_DIM)).to(dtype).requires_grad_(True)
     emb = model(x)
     _, loss = head_loss(HEAD_ARCFACE, emb, w, None, torch.tensor(ZOO_LABELS), fl(30.0), fl(0.5), 0)
-    params = dict(model.named_parameters())
+    params = {k: prm for k, prm in model.named_parameters() if prm.requires_grad}
     grads = torch.autograd.grad(loss, list(params.values()) + [w])
     gd = {(k[len("backbone."):] if k.startswith("backbone.") else k): gr.double()
           for k, gr in zip(params.keys(), grads)}
@@ -1045,18 +1055,26 @@ def gen_zoo(outdir):
     "/val") and over the whole tensor its L2 norm and its dot product with the tensor
     hash_uniform(name + "#r") ("/stat"); the same entries of every running statistic after the
     step ("<arch>/s/<name>/..."). "<arch>/f32" holds how far PyTorch's own float32 run is from
-    the float64 reference (eval output, worst gradient tensor): the conditioning. Some
+    the float64 reference (eval output, worst gradient tensor): the conditioning. Two
+    fine-tuning cases have a training step only: "resnet18-freeze2" (frozen tensors have no
+    "/g/" entry: their gradient must be 0) and "mobilenet-v2-bneval". Some
     gradients are 0 in exact arithmetic (a bias followed by a batch norm in training mode:
     embedding.0.bias, MobileNetV2's projection batch norms before a block without residual);
     their stored values are float64 round-off."""
     g = np.random.default_rng(20261203)
     fx = Fixture()
-    for arch in ("resnet18", "resnet34", "resnet50", "mobilenet-v2"):
-        out = zoo_eval(arch, torch.float64)
-        fx.add(arch + "/eval", out)
-        loss, gd, stats = zoo_train(arch, torch.float64)
+    # fine-tuning: ResNet-18 with stages 0-1 frozen (sm_model_freeze_stages 2: conv1, bn1,
+    # layer1), MobileNetV2 with every batch norm in eval mode
+    tunes = {"resnet18-freeze2": ("resnet18", ("conv1", "bn1", "layer1"), False),
+             "mobilenet-v2-bneval": ("mobilenet-v2", (), True)}
+    for arch in ("resnet18", "resnet34", "resnet50", "mobilenet-v2") + tuple(tunes):
+        net, frozen, bn_eval = tunes.get(arch, (arch, (), False))
+        if arch not in tunes:
+            out = zoo_eval(arch, torch.float64)
+            fx.add(arch + "/eval", out)
+        loss, gd, stats = zoo_train(net, torch.float64, frozen, bn_eval)
         fx.add(arch + "/loss", [loss])
-        _, gd32, _ = zoo_train(arch, torch.float32)
+        _, gd32, _ = zoo_train(net, torch.float32, frozen, bn_eval)
         worst, top = 0.0, max(float(t.norm()) for t in gd.values())
         for name, gr in gd.items():
             flat = gr.reshape(-1)
@@ -1072,7 +1090,7 @@ def gen_zoo(outdir):
             idx = g.choice(flat.numel(), size=min(ZOO_K, flat.numel()), replace=False)
             fx.add(arch + "/s/" + name + "/idx", idx.astype(np.float64))
             fx.add(arch + "/s/" + name + "/val", flat[idx])
-        e32 = rel(zoo_eval(arch, torch.float32), out)
+        e32 = rel(zoo_eval(arch, torch.float32), out) if arch not in tunes else 0.0
         fx.add(arch + "/f32", [e32, worst])
         print("%s: loss %.6f, torch float32 vs float64: eval %.2e, worst gradient %.2e"
               % (arch, loss, e32, worst))
