@@ -780,6 +780,7 @@ typedef struct sm_train_config {
     int64_t shift;            /* augmentation: random translation up to this many pixels */
     int progress;             /* 0 quiet, 1 bar on a terminal / plain lines otherwise */
     int64_t max_steps;        /* stop each epoch after this many steps (0: whole epoch); tests */
+    /* sm_train applies these three to the model (replacing settings made before) */
     int freeze_stages;        /* fine-tuning: sm_model_freeze_stages (0: none) */
     float backbone_lr;        /* fine-tuning: the backbone's learning-rate multiplier
                                * (sm_model_set_lr_scales); 0 is read as 1 */
