@@ -271,8 +271,10 @@ int cmd_train(int argc, char **argv)
         sm_model_set_input_norm(m, SM_FASHION_MNIST_MEAN, SM_FASHION_MNIST_STD);
         remove(logp);   /* a fresh run starts a fresh log */
     }
-    if (tc.freeze_stages > sm_model_stages(m)) {
-        snprintf(err.msg, sizeof err.msg, "--freeze %d: the model has %d stages", tc.freeze_stages, sm_model_stages(m));
+    if (sm_model_freeze_stages(m, tc.freeze_stages, &err)) {   /* sm_train does it again; this names the flag */
+        char why[sizeof err.msg];
+        snprintf(why, sizeof why, "%s", err.msg);
+        snprintf(err.msg, sizeof err.msg, "--freeze %d: %.480s", tc.freeze_stages, why);
         sm_model_free(m);
         die(&err, NULL);
     }

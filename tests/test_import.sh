@@ -246,7 +246,7 @@ EOF2
     sim train $TF --init "$T/h.safetensors" --resume "$T/z.safetensors" --out "$T/y.safetensors"
     expect_err "train --init with --resume" 2 "give one of them"
     sim train $TF --init "$T/h.safetensors" --freeze 6 --quiet --out "$T/y.safetensors"
-    expect_err "train --freeze 6" 1 "--freeze 6: the model has 5 stages"
+    expect_err "train --freeze 6" 1 "--freeze 6: cannot freeze 6 stages: the model has 5 \(0 to 5 can be frozen\)$"
     sim train $TF --init "$T/h.safetensors" --backbone-lr 0 --out "$T/y.safetensors"
     expect_err "train --backbone-lr 0" 2 "--freeze"
     sim train $TF --init "$T/m.safetensors" --out "$T/y.safetensors"
