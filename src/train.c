@@ -86,6 +86,9 @@ static void progress(FILE *f, bool tty, int64_t epoch, int64_t epochs, int64_t i
     fflush(f);
 }
 
+/* The backbone's learning-rate multiplier: 0 in the config means "not set", 1. */
+static float backbone_lr(const sm_train_config *c) { return c->backbone_lr > 0 ? c->backbone_lr : 1.0f; }
+
 static char *config_json(const sm_train_config *c)
 {
     const char *sched = c->sched.kind == SM_SCHED_COSINE ? "cosine" : c->sched.kind == SM_SCHED_STEP ? "step" : "constant";
@@ -99,7 +102,7 @@ static char *config_json(const sm_train_config *c)
                           (json_int_t)c->sched.step_size, "gamma", (double)c->sched.gamma, "flip",
                           (int)c->flip, "shift", (json_int_t)c->shift, "pk_p", (json_int_t)c->pk_p,
                           "pk_k", (json_int_t)c->pk_k, "freeze_stages", c->freeze_stages,
-                          "backbone_lr", c->backbone_lr > 0 ? (double)c->backbone_lr : 1.0,
+                          "backbone_lr", (double)backbone_lr(c),
                           "bn_eval", (int)c->bn_eval);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -132,7 +135,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
     if (st) return st;
     st = sm_model_freeze_stages(m, cfg->freeze_stages, err);
     sm_model_set_bn_eval(m, cfg->bn_eval);
-    if (!st) st = sm_model_set_lr_scales(m, opt, cfg->backbone_lr > 0 ? cfg->backbone_lr : 1.0f, err);
+    if (!st) st = sm_model_set_lr_scales(m, opt, backbone_lr(cfg), err);
     if (st) { sm_optim_free(opt); return st; }
     sm_train_state ts = {.epoch = 0, .step = 0, .optim = opt};
     if (cfg->resume_path) {
