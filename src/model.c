@@ -512,15 +512,23 @@ sm_status sm_model_set_lr_scales(const sm_model *m, sm_optim *o, float backbone,
     if (sm_optim_size(o) != m->nparams)
         return sm_fail(err, SM_ERR_ARG, "the optimizer updates %lld parameters, the model has %lld",
                        (long long)sm_optim_size(o), (long long)m->nparams);
+    /* one pass: adjacent tensors with the same multiplier form one run, one optimizer interval */
     sm_status st = sm_optim_set_lr_scale(o, 0, m->nparams, 1.0f, err);
+    int64_t run_off = 0, run_len = 0;
+    float run_scale = 1.0f;
     for (int i = 0; i < m->nlayers && !st; i++) {
         const sm_layer *l = &m->layers[i];
         float scale = l->frozen ? 0.0f : l->stage >= 0 ? backbone : 1.0f;
         int ids[2] = {l->w, l->b};
-        for (int k = 0; k < 2 && !st; k++)
-            if (ids[k] >= 0 && m->tensors[ids[k]].trainable)
-                st = sm_optim_set_lr_scale(o, m->tensors[ids[k]].off, m->tensors[ids[k]].numel, scale, err);
+        for (int k = 0; k < 2 && !st; k++) {
+            if (ids[k] < 0 || !m->tensors[ids[k]].trainable) continue;
+            const sm_tensor_ref *t = &m->tensors[ids[k]];
+            if (run_len > 0 && scale == run_scale && run_off + run_len == t->off) { run_len += t->numel; continue; }
+            if (run_len > 0 && run_scale != 1.0f) st = sm_optim_set_lr_scale(o, run_off, run_len, run_scale, err);
+            run_off = t->off, run_len = t->numel, run_scale = scale;
+        }
     }
+    if (!st && run_len > 0 && run_scale != 1.0f) st = sm_optim_set_lr_scale(o, run_off, run_len, run_scale, err);
     return st;
 }
 
