@@ -24,10 +24,14 @@
  * per-plane partial in the scratch, summed over the batch in image order, so
  * its result does not depend on the thread count at all.
  *
- * It does not try to be clever with Winograd, FFT or direct AVX-512 kernels:
- * on 28x28 images the GEMMs are small and memory traffic dominates. */
+ * Dense 3x3 stride-1 convolutions with 32 or more channels in and out run by
+ * Winograd F(4x4, 3x3) instead (below): the inference forward and the input
+ * gradient; training forwards (sm_conv_shape.exact) and the weight gradient
+ * stay im2col + GEMM. sm_conv_set_winograd(false) turns
+ * it off (tests and benchmarks compare both). */
 #include "kernels.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "gemm.h"
@@ -117,6 +121,61 @@ static sm_conv_shape conv_grad_shape(const sm_conv_shape *s)
     return g;
 }
 
+/* Winograd F(4x4, 3x3): see the section below. */
+enum { WSEG = 64 };
+#define WINO_TARGET ((int64_t)2 * 1024 * 1024)
+
+static atomic_bool g_winograd = true;
+
+void sm_conv_set_winograd(bool on) { atomic_store_explicit(&g_winograd, on, memory_order_relaxed); }
+bool sm_conv_winograd(void) { return atomic_load_explicit(&g_winograd, memory_order_relaxed); }
+
+static int64_t wino_tiles(const sm_conv_shape *s) { return ((s->oh + 3) / 4) * ((s->ow + 3) / 4); }
+
+/* Where it pays: enough channels that the GEMMs dominate the transforms, and
+ * enough tiles that reading U (4x the weights) is shared by many. The scratch
+ * is sized by the shape alone, so that switching Winograd on after planning
+ * stays within it. */
+static bool wino_shape(const sm_conv_shape *s)
+{
+    return conv_groups(s) == 1 && s->kh == 3 && s->kw == 3 && s->stride == 1 && s->cin >= 32 &&
+           s->cout >= 32 && s->n * wino_tiles(s) >= 32;
+}
+
+static bool wino_eligible(const sm_conv_shape *s) { return sm_conv_winograd() && wino_shape(s); }
+
+bool sm_conv2d_winograd_applies(const sm_conv_shape *s)
+{
+    if (conv_groups(s) > 1 && !conv_is_depthwise(s)) {
+        sm_conv_shape g = conv_group_shape(s);
+        return wino_eligible(&g) && !s->exact;
+    }
+    return wino_eligible(s) && !s->exact;
+}
+
+bool sm_conv2d_winograd_applies_dinp(const sm_conv_shape *s)
+{
+    if (conv_is_depthwise(s)) return false;
+    sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;   /* one group's */
+    if (!conv_grad_as_conv(&d)) return false;
+    sm_conv_shape g = conv_grad_shape(&d);
+    return wino_eligible(&g);
+}
+
+static int64_t wino_chunk(const sm_conv_shape *s)
+{
+    int64_t c = WINO_TARGET / (36 * (s->cin + s->cout) * wino_tiles(s));
+    if (c < 1) c = 1;
+    if (c > s->n) c = s->n;
+    return c;
+}
+
+/* U, then V and M of one chunk. */
+static int64_t wino_floats(const sm_conv_shape *s)
+{
+    return 36 * (s->cin * s->cout + (s->cin + s->cout) * wino_chunk(s) * wino_tiles(s));
+}
+
 /* Per-thread floats: max(column buffers) then a (Cout, K) dW partial; after
  * all threads, the flipped weights (Cin, Cout*KH*KW) of the gradient conv. */
 static int64_t conv_thread_floats(const sm_conv_shape *s)
@@ -140,7 +199,13 @@ size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads)
         sm_conv_shape g = conv_group_shape(s);
         return sm_conv2d_scratch_floats(&g, nthreads);
     }
-    return (size_t)nthreads * (size_t)conv_thread_floats(s) + (size_t)(s->cin * s->cout * s->kh * s->kw);
+    int64_t need = nthreads * conv_thread_floats(s) + s->cin * s->cout * s->kh * s->kw;
+    if (wino_shape(s) && wino_floats(s) > need) need = wino_floats(s);
+    if (conv_grad_as_conv(s)) {
+        sm_conv_shape g = conv_grad_shape(s);
+        if (wino_shape(&g) && wino_floats(&g) > need) need = wino_floats(&g);
+    }
+    return (size_t)need;
 }
 
 /* First and one-past-last output column whose input column ow*stride - pad + kj
@@ -307,6 +372,198 @@ static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, cons
     }
 }
 
+/* ------------------------------------------------------------- Winograd
+ * F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2016) for dense 3x3 stride-1 convolutions. The 4x4 output tile at
+ * (4ty, 4tx) is A^T [(G g G^T) .* (B^T d B)] A, d the 6x6 input tile at
+ * (4ty - pad, 4tx - pad) (zeros outside the image). The 36 element-wise
+ * products, summed over input channels, are 36 GEMMs over the T tiles of a
+ * chunk of images,
+ *   M[xi] (Cout, T) = U[xi] (Cout, Cin) @ V[xi] (Cin, T),   xi = 0..35,
+ * 4 multiplications per output instead of 9. The transforms run across a
+ * segment of up to WSEG tiles of one tile row at once: their inner loops are
+ * over the tiles and vectorise. V and M of a chunk stay about WINO_TARGET
+ * floats. Float32 round-off grows with the transform's constants (up to 8 and
+ * 1/24): about 10x that of the direct sum, ~1e-6 relative per layer; test_ops
+ * and test_zoo bound it against the naive twin and PyTorch.
+ *
+ * The input gradient of a stride-1 conv is the conv of dout with the weights
+ * transposed and flipped (conv_grad_as_conv), so it runs here too: the weight
+ * transform reads w[ci][co][2-i][2-j] in place of w[co][ci][i][j]. */
+/* u[xi][l] = (G g G^T)[xi] for lanes l < L, g[k][l] the 9 taps of lane l. */
+static void wino_filter(float u[36][16], float g[9][16], int L)
+{
+    float t[6][3][16];
+    for (int j = 0; j < 3; j++)
+        for (int l = 0; l < L; l++) {   /* t = G g: down each column j */
+            float a = g[j][l], b = g[3 + j][l], c = g[6 + j][l];
+            t[0][j][l] = a * 0.25f;
+            t[1][j][l] = -(a + b + c) * (1.0f / 6);
+            t[2][j][l] = -(a - b + c) * (1.0f / 6);
+            t[3][j][l] = a * (1.0f / 24) + b * (1.0f / 12) + c * (1.0f / 6);
+            t[4][j][l] = a * (1.0f / 24) - b * (1.0f / 12) + c * (1.0f / 6);
+            t[5][j][l] = c;
+        }
+    for (int r = 0; r < 6; r++)
+        for (int l = 0; l < L; l++) {   /* u = t G^T: along each row r */
+            float a = t[r][0][l], b = t[r][1][l], c = t[r][2][l];
+            float *o = &u[r * 6][0];
+            o[0 * 16 + l] = a * 0.25f;
+            o[1 * 16 + l] = -(a + b + c) * (1.0f / 6);
+            o[2 * 16 + l] = -(a - b + c) * (1.0f / 6);
+            o[3 * 16 + l] = a * (1.0f / 24) + b * (1.0f / 12) + c * (1.0f / 6);
+            o[4 * 16 + l] = a * (1.0f / 24) - b * (1.0f / 12) + c * (1.0f / 6);
+            o[5 * 16 + l] = c;
+        }
+}
+
+/* U[xi][co][ci] for a conv with cout x cin filters; flip: filter (co, ci) is
+ * w[ci][co] rotated by 180 degrees, w then (cin, cout, 3, 3). */
+static void wino_weights(float *U, const float *w, int64_t cout, int64_t cin, bool flip)
+{
+    PAR_FOR(cout * cin >= 4096)
+    for (int64_t co = 0; co < cout; co++)
+        for (int64_t c0 = 0; c0 < cin; c0 += 16) {
+            int L = cin - c0 < 16 ? (int)(cin - c0) : 16;
+            float g[9][16], u[36][16];
+            for (int l = 0; l < L; l++)
+                for (int k = 0; k < 9; k++)
+                    g[k][l] = flip ? w[((c0 + l) * cout + co) * 9 + 8 - k] : w[(co * cin + c0 + l) * 9 + k];
+            wino_filter(u, g, L);
+            for (int xi = 0; xi < 36; xi++)
+                memcpy(U + (xi * cout + co) * cin + c0, u[xi], (size_t)L * sizeof(float));
+        }
+}
+
+/* B^T down the rows (or along the columns) of L lanes of 6x6 tiles, t[r][c][l]:
+ * d0..d5 the six entries of one column (row), o0..o5 their transform. */
+#define WINO_BT(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5) do { \
+        o0 = 4.0f * (d0) - 5.0f * (d2) + (d4);                         \
+        o1 = -4.0f * ((d1) + (d2)) + (d3) + (d4);                      \
+        o2 = 4.0f * ((d1) - (d2)) - (d3) + (d4);                       \
+        o3 = 2.0f * ((d3) - (d1)) - (d2) + (d4);                       \
+        o4 = 2.0f * ((d1) - (d3)) - (d2) + (d4);                       \
+        o5 = 4.0f * (d1) - 5.0f * (d3) + (d5);                         \
+    } while (0)
+/* A^T: six entries m0..m5 to four outputs. */
+#define WINO_AT(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5) do {            \
+        float a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), e_ = (m3) - (m4); \
+        o0 = (m0) + a_ + c_;                                            \
+        o1 = b_ + 2.0f * e_;                                            \
+        o2 = a_ + 4.0f * c_;                                            \
+        o3 = b_ + 8.0f * e_ + (m5);                                     \
+    } while (0)
+
+/* V[xi][t] (row stride ldv) for tiles t0 .. t0 + L of one input plane x
+ * (H, W); tile t is (t / tw, t % tw). */
+static void wino_input_seg(float *restrict V, int64_t ldv, const float *restrict x,
+                           const sm_conv_shape *s, int64_t tw, int64_t t0, int L)
+{
+    float d[6][6][WSEG], u[6][6][WSEG];
+    for (int l = 0; l < L; l++) {
+        int64_t iy = 4 * ((t0 + l) / tw) - s->pad, ix = 4 * ((t0 + l) % tw) - s->pad;
+        if (iy >= 0 && ix >= 0 && iy + 6 <= s->h && ix + 6 <= s->w) {
+            for (int r = 0; r < 6; r++)
+                for (int c = 0; c < 6; c++) d[r][c][l] = x[(iy + r) * s->w + ix + c];
+            continue;
+        }
+        for (int r = 0; r < 6; r++)
+            for (int c = 0; c < 6; c++) {
+                bool in = iy + r >= 0 && iy + r < s->h && ix + c >= 0 && ix + c < s->w;
+                d[r][c][l] = in ? x[(iy + r) * s->w + ix + c] : 0.0f;
+            }
+    }
+    for (int c = 0; c < 6; c++)   /* down the columns */
+        for (int l = 0; l < L; l++)
+            WINO_BT(u[0][c][l], u[1][c][l], u[2][c][l], u[3][c][l], u[4][c][l], u[5][c][l],
+                    d[0][c][l], d[1][c][l], d[2][c][l], d[3][c][l], d[4][c][l], d[5][c][l]);
+    for (int r = 0; r < 6; r++) {   /* along the rows, into V */
+        float *v = V + r * 6 * ldv;
+        for (int l = 0; l < L; l++) {
+            float o0, o1, o2, o3, o4, o5;
+            WINO_BT(o0, o1, o2, o3, o4, o5, u[r][0][l], u[r][1][l], u[r][2][l], u[r][3][l], u[r][4][l],
+                    u[r][5][l]);
+            v[l] = o0, v[ldv + l] = o1, v[2 * ldv + l] = o2, v[3 * ldv + l] = o3, v[4 * ldv + l] = o4,
+            v[5 * ldv + l] = o5;
+        }
+    }
+}
+
+/* The 4x4 outputs of tiles t0 .. t0 + L of one output plane o (OH, OW) from
+ * M[xi][t] (row stride ldm); o = y (beta 0) or o += y (beta 1). */
+static void wino_output_seg(float *restrict o, const float *restrict M, int64_t ldm,
+                            const sm_conv_shape *s, int64_t tw, int64_t t0, int L, float beta)
+{
+    float t[4][6][WSEG], y[4][4][WSEG];
+    for (int c = 0; c < 6; c++) {   /* down the columns */
+        const float *m = M + c * ldm;
+        for (int l = 0; l < L; l++)
+            WINO_AT(t[0][c][l], t[1][c][l], t[2][c][l], t[3][c][l], m[l], m[6 * ldm + l], m[12 * ldm + l],
+                    m[18 * ldm + l], m[24 * ldm + l], m[30 * ldm + l]);
+    }
+    for (int i = 0; i < 4; i++)   /* along the rows */
+        for (int l = 0; l < L; l++)
+            WINO_AT(y[i][0][l], y[i][1][l], y[i][2][l], y[i][3][l], t[i][0][l], t[i][1][l], t[i][2][l],
+                    t[i][3][l], t[i][4][l], t[i][5][l]);
+    for (int l = 0; l < L; l++) {
+        int64_t oy = 4 * ((t0 + l) / tw), ox = 4 * ((t0 + l) % tw);
+        int ni = s->oh - oy < 4 ? (int)(s->oh - oy) : 4, nj = s->ow - ox < 4 ? (int)(s->ow - ox) : 4;
+        for (int i = 0; i < ni; i++) {
+            float *row = o + (oy + i) * s->ow + ox;
+            if (beta != 0.0f)
+                for (int j = 0; j < nj; j++) row[j] += y[i][j][l];
+            else
+                for (int j = 0; j < nj; j++) row[j] = y[i][j][l];
+        }
+    }
+}
+
+/* out = epilogue(conv(inp)) (beta 0) or out += conv(inp) (beta 1, e NULL), by
+ * Winograd; flip: the weights are (Cin, Cout, 3, 3), used transposed and
+ * rotated (the input gradient). scratch: wino_floats(s). */
+static void wino_forward(float *out, const float *inp, const float *weight, bool flip,
+                         const conv_epilogue *e, const sm_conv_shape *s, float *scratch, float beta)
+{
+    const int64_t cin = s->cin, cout = s->cout, P = s->oh * s->ow, HW = s->h * s->w;
+    const int64_t NP = s->n * P, NHW = s->n * HW;
+    const int64_t th = (s->oh + 3) / 4, tw = (s->ow + 3) / 4, tpi = th * tw;
+    const int64_t chunk = wino_chunk(s);
+    float *U = scratch, *V = U + 36 * cin * cout, *M = V + 36 * cin * chunk * tpi;
+    const int nt = sm_threads_get();
+    const int64_t nsplit = 1 + (nt - 1) / 12;   /* 36 GEMMs, split by columns for many threads */
+
+    wino_weights(U, weight, cout, cin, flip);
+    for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
+        const int64_t nc = n0 + chunk <= s->n ? chunk : s->n - n0, T = nc * tpi;
+        PAR_FOR(1)
+        for (int64_t p = 0; p < cin * nc; p++) {
+            int64_t ci = p / nc, n = p % nc;
+            const float *x = inp + ci * NHW + (n0 + n) * HW;
+            for (int64_t t0 = 0; t0 < tpi; t0 += WSEG)
+                wino_input_seg(V + ci * T + n * tpi + t0, cin * T, x, s, tw, t0,
+                               tpi - t0 < WSEG ? (int)(tpi - t0) : WSEG);
+        }
+        PAR_FOR(1)
+        for (int64_t q = 0; q < 36 * nsplit; q++) {
+            int64_t xi = q / nsplit, sp = q % nsplit, j0 = T * sp / nsplit, j1 = T * (sp + 1) / nsplit;
+            sm_gemm(false, false, cout, j1 - j0, cin, 1.0f, U + xi * cout * cin, cin,
+                    V + xi * cin * T + j0, T, 0.0f, M + xi * cout * T + j0, T);
+        }
+        PAR_FOR(1)
+        for (int64_t p = 0; p < cout * nc; p++) {
+            int64_t co = p / nc, n = p % nc;
+            float *o = out + co * NP + (n0 + n) * P;
+            for (int64_t t0 = 0; t0 < tpi; t0 += WSEG)
+                wino_output_seg(o, M + co * T + n * tpi + t0, cout * T, s, tw, t0,
+                                tpi - t0 < WSEG ? (int)(tpi - t0) : WSEG, beta);
+            if (e) {
+                conv_epilogue ec = epilogue_slice(e, co);
+                epilogue_rows(o, P, P, 1, &ec);
+            }
+        }
+    }
+}
+
 /* out = epilogue(conv(inp)) when beta is 0; out += conv(inp) when beta is 1
  * (e NULL). Thread t's column buffer is at scratch + t * stride. */
 static void conv_forward(float *out, const float *inp, const float *weight, const conv_epilogue *e,
@@ -360,6 +617,13 @@ static void conv_backward_dense(float *dinp, float *dweight, const float *dout, 
     const bool pointwise = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s);
     const int nt = sm_threads_get();
 
+    if (dinp && as_conv) {
+        sm_conv_shape g = conv_grad_shape(s);
+        if (wino_eligible(&g)) {   /* first: its scratch overlaps the dW partials */
+            wino_forward(dinp, dout, weight, true, NULL, &g, scratch, 1.0f);
+            dinp = NULL;
+        }
+    }
     if (!dinp && !dweight)
         return;
     if (dweight)
@@ -559,15 +823,22 @@ static void conv_forward_any(float *out, const float *inp, const float *weight,
         return;
     }
     if (conv_groups(s) == 1) {
-        conv_forward(out, inp, weight, e, s, scratch, conv_thread_floats(s), 0.0f);
+        if (wino_eligible(s) && !s->exact)
+            wino_forward(out, inp, weight, false, e, s, scratch, 0.0f);
+        else
+            conv_forward(out, inp, weight, e, s, scratch, conv_thread_floats(s), 0.0f);
         return;
     }
     const sm_conv_shape g = conv_group_shape(s);
     const int64_t per_thread = conv_thread_floats(&g);
     for (int64_t gi = 0; gi < conv_groups(s); gi++) {
         conv_epilogue eg = epilogue_slice(e, gi * g.cout);
-        conv_forward(out + gi * g.cout * g.n * g.oh * g.ow, inp + gi * g.cin * g.n * g.h * g.w,
-                     weight + gi * g.cout * conv_k(&g), &eg, &g, scratch, per_thread, 0.0f);
+        float *og = out + gi * g.cout * g.n * g.oh * g.ow;
+        const float *ig = inp + gi * g.cin * g.n * g.h * g.w, *wg = weight + gi * g.cout * conv_k(&g);
+        if (wino_eligible(&g) && !g.exact)
+            wino_forward(og, ig, wg, false, &eg, &g, scratch, 0.0f);
+        else
+            conv_forward(og, ig, wg, &eg, &g, scratch, per_thread, 0.0f);
     }
 }
 

@@ -41,6 +41,8 @@ typedef struct sm_conv_shape {
     int64_t groups;              /* 0 or 1: a dense conv; g > 1: Cin and Cout split into g
                                   * groups (PyTorch's `groups`), weight (Cout, Cin/g, KH, KW);
                                   * g == Cin == Cout is a depthwise conv */
+    bool exact;                  /* forward by direct sums only, never Winograd (training:
+                                  * batch statistics amplify its round-off) */
 } sm_conv_shape;
 
 /* The activation a fused epilogue applies (sm_conv2d_forward_bn). Values
@@ -51,6 +53,17 @@ typedef enum sm_act { SM_ACT_NONE = 0, SM_ACT_RELU = 1, SM_ACT_RELU6 = 2 } sm_ac
  * impossible (kernel larger than padded input, non-positive sizes, Cin or Cout
  * not divisible by groups). */
 int sm_conv_shape_init(sm_conv_shape *s);
+
+/* Dense 3x3 stride-1 convolutions with >= 32 channels in and out use
+ * Winograd F(4x4, 3x3) for the forward (unless the shape says exact) and the
+ * input gradient, unless this is switched off (process-wide; default on).
+ * The scratch size does not depend on it. */
+void sm_conv_set_winograd(bool on);
+bool sm_conv_winograd(void);
+/* Whether sm_conv2d_forward (sm_conv2d_backward's input gradient) of s runs by
+ * Winograd now. */
+bool sm_conv2d_winograd_applies(const sm_conv_shape *s);
+bool sm_conv2d_winograd_applies_dinp(const sm_conv_shape *s);
 
 /* Floats of scratch that forward/backward need with `nthreads` threads. */
 size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads);

@@ -147,6 +147,7 @@ static void conv_forward(sm_layer *l, const sm_lctx *c, const float *const *in, 
 {
     sm_conv_shape s;
     conv_shape(l, n, &s);
+    s.exact = c->training;
     sm_conv2d_forward(out, in[0], c->w, c->b, &s, c->scratch);
 }
 

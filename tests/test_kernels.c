@@ -662,7 +662,7 @@ static void finite_differences(void)
  * subtracted the mean after scaling would lose ~1e-4 there. ref is the naive
  * conv's output with bias b. */
 static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const float *x,
-                             const float *w, const float *b, const float *ref, float *scratch)
+                             const float *w, const float *b, const float *ref, float *scratch, double tol)
 {
     int64_t C = s->cout, P = s->n * s->oh * s->ow, no = C * P;
     float *gam = frand(C, 1.0), *bet = frand(C, 1.0), *rm = frand(C, 1.0), *rv = fbuf(C);
@@ -687,7 +687,7 @@ static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const fl
                  act == SM_ACT_RELU ? "+relu" : act == SM_ACT_RELU6 ? "+relu6" : "", beta ? "" : " no-beta");
         char full[256];
         snprintf(full, sizeof full, "fast/naive %s", what);
-        th_close(full, got, want, no, TOL, fmax(0.05 * pre, 1e-30));
+        th_close(full, got, want, no, tol, fmax(0.05 * pre, 1e-30));
     }
     /* far from zero: conv output = conv(x) + ~1000, running mean ~1000 */
     float *big = fbuf(C), *plain = fbuf(no);
@@ -706,7 +706,7 @@ static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const fl
     sm_bn_fold(center, scale, big, gam, rm, rv, C, 1e-5f);
     sm_conv2d_forward_bn(got, x, w, center, scale, bet, SM_ACT_RELU, s, scratch);
     snprintf(what, sizeof what, "%s bn-fold mean 1000", label);
-    th_close_case("fast/naive", what, got, want, no, TOL);
+    th_close_case("fast/naive", what, got, want, no, tol);
     free(gam); free(bet); free(rm); free(rv); free(center); free(scale); free(want); free(got);
     free(big); free(plain);
 }
@@ -716,10 +716,14 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     char label[96];
     CHECK(sm_conv_shape_init(&s) == 0);
     sm_threads_set(threads);
-    snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld g%lld t%d",
+    /* Winograd F(4x4, 3x3) rounds ~10x more than a direct sum (constants up to
+     * 8 and 1/24): ~1e-5 of the largest output; a wrong transform is O(1) off */
+    bool wino = sm_conv2d_winograd_applies(&s), wino_dx = sm_conv2d_winograd_applies_dinp(&s);
+    double tol_o = wino ? 3e-4 : TOL, tol_dx = wino_dx ? 3e-4 : TOL;
+    snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld g%lld t%d%s",
              (long long)s.n, (long long)s.h, (long long)s.w, (long long)s.cin, (long long)s.cout,
              (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad,
-             (long long)(s.groups > 1 ? s.groups : 1), threads);
+             (long long)(s.groups > 1 ? s.groups : 1), threads, wino ? " winograd" : "");
     int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * (s.cin / (s.groups > 1 ? s.groups : 1)) * s.kh * s.kw;
     int64_t no = s.cout * s.n * s.oh * s.ow;
     /* float sums of K terms differ by ~sqrt(K) roundings between the
@@ -732,15 +736,29 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     sm_conv2d_forward_naive(o2, x, w, b, &s);
     char what[160];
     snprintf(what, sizeof what, "%s out", label);
-    th_close_case("fast/naive", what, o1, o2, no, TOL);
-    conv_bn_vs_naive(&s, label, x, w, b, o2, scratch);
+    th_close_case("fast/naive", what, o1, o2, no, tol_o);
+    conv_bn_vs_naive(&s, label, x, w, b, o2, scratch, tol_o);
+    if (wino) {   /* exact (training) forwards and Winograd off: im2col, the same bits */
+        float *o3 = fbuf(no), *o4 = fbuf(no);
+        sm_conv_shape e = s;
+        e.exact = true;
+        sm_conv2d_forward(o3, x, w, b, &e, scratch);
+        sm_conv_set_winograd(false);
+        CHECK(!sm_conv2d_winograd_applies(&s));
+        sm_conv2d_forward(o4, x, w, b, &s, scratch);
+        sm_conv_set_winograd(true);
+        CHECK(memcmp(o3, o4, (size_t)no * sizeof(float)) == 0);   /* exact forward = Winograd off */
+        snprintf(what, sizeof what, "%s exact out", label);
+        th_close_case("fast/naive", what, o3, o2, no, TOL);
+        free(o3); free(o4);
+    }
     /* gradients start non-zero (accumulate rule) */
     float *dx1 = frand(nx, 1.0), *dw1 = frand(nw, 1.0), *db1 = frand(s.cout, 1.0);
     float *dx2 = fdup(dx1, nx), *dw2 = fdup(dw1, nw), *db2 = fdup(db1, s.cout);
     sm_conv2d_backward(dx1, dw1, db1, dout, x, w, &s, scratch);
     sm_conv2d_backward_naive(dx2, dw2, db2, dout, x, w, &s);
     snprintf(what, sizeof what, "%s dx", label);
-    th_close_case("fast/naive", what, dx1, dx2, nx, TOL);
+    th_close_case("fast/naive", what, dx1, dx2, nx, tol_dx);
     snprintf(what, sizeof what, "%s dw", label);
     th_close_case("fast/naive", what, dw1, dw2, nw, tol_dw);
     snprintf(what, sizeof what, "%s db", label);
@@ -753,7 +771,7 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     snprintf(what, sizeof what, "%s dw only", label);
     th_close_case("fast/naive", what, dwo, dwn, nw, tol_dw);
     snprintf(what, sizeof what, "%s dx only", label);
-    th_close_case("fast/naive", what, dxo, dxn, nx, TOL);
+    th_close_case("fast/naive", what, dxo, dxn, nx, tol_dx);
     free(x); free(w); free(b); free(dout); free(o1); free(o2); free(scratch);
     free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
     free(dwo); free(dxo); free(dwn); free(dxn);
@@ -785,6 +803,14 @@ static void fast_vs_naive(void)
         {3, 3, 5, 5, 6, 3, 3, 1, 1, 3},  /* depth multiplier 2 */
         {3, 8, 5, 5, 4, 1, 1, 1, 0, 4},  /* grouped pointwise */
         {1, 32, 24, 24, 32, 3, 3, 1, 1, 32}, /* depthwise, one image */
+        /* Winograd F(4x4, 3x3): */
+        {5, 32, 13, 11, 33, 3, 3, 1, 1},  /* partial tiles at both edges, odd Cout */
+        {8, 40, 9, 10, 32, 3, 3, 1, 0},   /* no padding (the input gradient pads 2) */
+        {8, 32, 8, 8, 32, 3, 3, 1, 2},    /* padding 2 (the input gradient pads 0) */
+        {1, 48, 24, 24, 40, 3, 3, 1, 1},  /* one image, 36 tiles */
+        {12, 32, 40, 40, 32, 3, 3, 1, 1}, /* two chunks (9 + 3 images), 100 tiles each */
+        {2, 64, 16, 16, 64, 3, 3, 1, 1, 2}, /* grouped: two dense 32 -> 32 */
+        {1, 32, 20, 20, 32, 3, 3, 1, 1},  /* 25 tiles: too few, im2col */
     };
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
