@@ -8,6 +8,15 @@
 #include <time.h>
 
 #include "simile.h"
+#include "kernels.h"
+
+/* SIMILE_WINOGRAD=0 in the environment: 3x3 convolutions by im2col only, for
+ * an A/B of the same build in the same run (sm_conv_set_winograd). */
+static inline void bench_conv_algo(void)
+{
+    const char *v = getenv("SIMILE_WINOGRAD");
+    if (v && v[0] == '0') sm_conv_set_winograd(false);
+}
 
 static inline double now(void)
 {

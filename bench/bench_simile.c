@@ -25,6 +25,7 @@ static void check(sm_status st, const sm_err *err) { bench_check("bench_simile",
 
 int main(int argc, char **argv)
 {
+    bench_conv_algo();
     int threads = sm_threads_set(argc > 1 ? atoi(argv[1]) : 0);
     int steps = argc > 2 ? atoi(argv[2]) : 100, warmup = 20;
     sm_err err = {0};

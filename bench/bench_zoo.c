@@ -83,6 +83,7 @@ int main(int argc, char **argv)
     }
     const char *arch = argv[1], *phase = argv[3];
     int64_t size = atoll(argv[2]);
+    bench_conv_algo();
     int threads = sm_threads_set(argc > 4 ? atoi(argv[4]) : 0);
     int steps = argc > 5 ? atoi(argv[5]) : 10;
     double seconds = argc > 6 ? atof(argv[6]) : 30.0;

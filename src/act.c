@@ -23,6 +23,18 @@
 /* Below this many elements a parallel region costs more than the loop. */
 #define PAR_MIN 32768
 
+void sm_add_forward(float *out, const float *a, const float *b, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void sm_add_into(float *dst, const float *src, int64_t n)
+{
+    PAR_FOR(n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
 void sm_relu_forward(float *out, const float *inp, int64_t n)
 {
     PAR_FOR(n >= PAR_MIN)

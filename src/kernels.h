@@ -124,6 +124,9 @@ void sm_bn_backward_frozen(float *dinp, float *dgamma, float *dbeta, const float
                            const float *gamma, int64_t outer, int64_t c, int64_t inner);
 
 /* ------------------------------------------------------------- activations */
+/* out = a + b; dst += src (n floats; out may be a or b). */
+void sm_add_forward(float *out, const float *a, const float *b, int64_t n);
+void sm_add_into(float *dst, const float *src, int64_t n);
 void sm_relu_forward(float *out, const float *inp, int64_t n);
 /* dinp += dout where out > 0 (the subgradient at 0 is 0, as PyTorch). */
 void sm_relu_backward(float *dinp, const float *dout, const float *out, int64_t n);

@@ -628,10 +628,8 @@ static void add_forward(sm_layer *l, const sm_lctx *c, const float *const *in, f
 {
     (void)c;
     int64_t len = n * sm_ashape_numel(l->out);
-    const float *a = in[0], *b = in[1];
-    for (int64_t i = 0; i < len; i++) out[i] = a[i] + b[i];
-    for (int k = 2; k < l->nin; k++)
-        for (int64_t i = 0; i < len; i++) out[i] += in[k][i];
+    sm_add_forward(out, in[0], in[1], len);
+    for (int k = 2; k < l->nin; k++) sm_add_into(out, in[k], len);
 }
 
 static void add_backward(sm_layer *l, const sm_lctx *c, const float *const *in, const float *out,
@@ -640,8 +638,7 @@ static void add_backward(sm_layer *l, const sm_lctx *c, const float *const *in, 
     (void)c; (void)in; (void)out;
     int64_t len = n * sm_ashape_numel(l->out);
     for (int k = 0; k < l->nin; k++)
-        if (din[k])
-            for (int64_t i = 0; i < len; i++) din[k][i] += dout[i];
+        if (din[k]) sm_add_into(din[k], dout, len);
 }
 
 static const struct sm_layer_ops add_ops = {

@@ -61,13 +61,38 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
         maxpool2x2(out, argmax, inp, planes, h, w, oh, ow);
         return;
     }
+    /* Without argmax (inference), the outputs whose window lies inside the
+     * plane, j in [jlo, jhi) of rows i in [ilo, ihi), go tap by tap across a
+     * row (a loop that vectorises); the same scan order per output, so the
+     * same result. */
+    int64_t jlo = (pad + stride - 1) / stride, ilo = jlo;
+    int64_t jhi = w + pad >= k ? (w + pad - k) / stride + 1 : 0, ihi = h + pad >= k ? (h + pad - k) / stride + 1 : 0;
+    if (jhi > ow) jhi = ow;
+    if (ihi > oh) ihi = oh;
+    if (argmax || jlo >= jhi) jhi = jlo;   /* no fast columns */
     PAR_FOR(planes * h * w >= PAR_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float *x = inp + p * h * w;
         float *y = out + p * oh * ow;
         int32_t *am = argmax ? argmax + p * oh * ow : NULL;
-        for (int64_t i = 0; i < oh; i++)
+        for (int64_t i = 0; i < oh; i++) {
+            bool fast_row = i >= ilo && i < ihi && jlo < jhi;
+            if (fast_row) {
+                float *yr = y + i * ow;
+                const int64_t x0 = (i * stride - pad) * w - pad;   /* >= 0 from jlo on */
+                for (int64_t j = jlo; j < jhi; j++) yr[j] = x[x0 + j * stride];
+                for (int64_t a = 0; a < k; a++)
+                    for (int64_t b = a == 0 ? 1 : 0; b < k; b++) {
+                        const float *xr = x + x0 + a * w + b + jlo * stride;
+                        for (int64_t j = jlo; j < jhi; j++) {
+                            float v = xr[(j - jlo) * stride], bv = yr[j];
+                            yr[j] = v > bv || (v != v && bv == bv) ? v : bv;
+                        }
+                    }
+            }
             for (int64_t j = 0; j < ow; j++) {
+                if (fast_row && j == jlo) j = jhi;
+                if (j >= ow) break;
                 int64_t h0 = i * stride - pad, w0 = j * stride - pad;
                 int64_t h1 = h0 + k < h ? h0 + k : h, w1 = w0 + k < w ? w0 + k : w;
                 if (h0 < 0) h0 = 0;
@@ -85,6 +110,7 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
                 y[i * ow + j] = bv;
                 if (am) am[i * ow + j] = (int32_t)best;
             }
+        }
     }
 }
 

@@ -204,6 +204,27 @@ static void fixture_pool(void)
             th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
             free(out); free(dx);
         }
+    /* the inference path (no argmax: rows of inner windows tap by tap) against
+     * the scan, bit for bit, on data with ties, signed zeros and NaNs */
+    static const int64_t pc[][5] = {   /* h, w, k, stride, pad */
+        {56, 56, 3, 2, 1}, {7, 9, 3, 2, 1}, {9, 7, 3, 1, 1}, {8, 8, 2, 2, 0}, {11, 13, 5, 3, 2},
+        {5, 5, 3, 1, 0}, {4, 6, 4, 2, 1}, {3, 3, 3, 2, 1}};
+    for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
+        int64_t h = pc[i][0], w = pc[i][1], k = pc[i][2], st = pc[i][3], pad = pc[i][4], planes = 3;
+        int64_t oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1, nx = planes * h * w;
+        float *x = fbuf(nx), *a = fbuf(planes * oh * ow), *b = fbuf(planes * oh * ow);
+        int32_t *am = calloc((size_t)(planes * oh * ow), sizeof(int32_t));
+        for (int64_t j = 0; j < nx; j++) {
+            int r = (int)sm_rng_below(&rng, 16);
+            x[j] = r == 0 ? NAN : r == 1 ? -0.0f : r == 2 ? 0.0f : (float)(r % 5) - 2.0f;
+        }
+        sm_maxpool2d_forward(a, am, x, planes, h, w, k, st, pad, oh, ow);
+        sm_maxpool2d_forward(b, NULL, x, planes, h, w, k, st, pad, oh, ow);
+        CHECKF(memcmp(a, b, (size_t)(planes * oh * ow) * sizeof(float)) == 0,
+               "maxpool %lldx%lld k%lld s%lld p%lld: output without argmax differs", (long long)h,
+               (long long)w, (long long)k, (long long)st, (long long)pad);
+        free(x); free(a); free(b); free(am);
+    }
     for (int kind = 0; kind < 2; kind++) {
         const char *cs = kind ? "flatten0" : "gap0";
         const float *cfg = get(cs, "cfg", NULL);
