@@ -334,6 +334,14 @@ sm_status sm_model_freeze_stages(sm_model *m, int n, sm_err *err);
 int sm_model_frozen_stages(const sm_model *m);
 void sm_model_set_bn_eval(sm_model *m, bool on);
 bool sm_model_bn_eval(const sm_model *m);
+/* Inference runs dense 3x3 stride-1 convolutions with >= 32 channels by
+ * Winograd F(4x4, 3x3) where it pays (docs/design.md); training computes
+ * every convolution by direct sums (im2col + GEMM), the exact math, unless
+ * this is set: then training forwards and input gradients use Winograd too,
+ * as cuDNN and oneDNN may (faster; ~10x the round-off of a direct sum, which
+ * training-mode batch statistics amplify). Not saved in checkpoints. */
+void sm_model_set_train_winograd(sm_model *m, bool on);
+bool sm_model_train_winograd(const sm_model *m);
 sm_status sm_model_set_lr_scales(const sm_model *m, sm_optim *o, float backbone, sm_err *err);
 
 /* Class names (copied) and input normalisation travel with the model and its
@@ -780,11 +788,12 @@ typedef struct sm_train_config {
     int64_t shift;            /* augmentation: random translation up to this many pixels */
     int progress;             /* 0 quiet, 1 bar on a terminal / plain lines otherwise */
     int64_t max_steps;        /* stop each epoch after this many steps (0: whole epoch); tests */
-    /* sm_train applies these three to the model (replacing settings made before) */
+    /* sm_train applies these four to the model (replacing settings made before) */
     int freeze_stages;        /* fine-tuning: sm_model_freeze_stages (0: none) */
     float backbone_lr;        /* fine-tuning: the backbone's learning-rate multiplier
                                * (sm_model_set_lr_scales); 0 is read as 1 */
     bool bn_eval;             /* fine-tuning: sm_model_set_bn_eval */
+    bool winograd;            /* sm_model_set_train_winograd */
     FILE *out;                /* progress and summaries (stderr when NULL) */
 } sm_train_config;
 

@@ -25,10 +25,10 @@
  * its result does not depend on the thread count at all.
  *
  * Dense 3x3 stride-1 convolutions with 32 or more channels in and out run by
- * Winograd F(4x4, 3x3) instead (below): the inference forward and the input
- * gradient; training forwards (sm_conv_shape.exact) and the weight gradient
- * stay im2col + GEMM. sm_conv_set_winograd(false) turns
- * it off (tests and benchmarks compare both). */
+ * Winograd F(4x4, 3x3) instead (below), the forward and the input gradient,
+ * unless the shape says exact (training, by default); the weight gradient
+ * stays im2col + GEMM. sm_conv_set_winograd(false) turns it off everywhere
+ * (tests and benchmarks compare both). */
 #include "kernels.h"
 
 #include <stdatomic.h>
@@ -132,14 +132,16 @@ bool sm_conv_winograd(void) { return atomic_load_explicit(&g_winograd, memory_or
 
 static int64_t wino_tiles(const sm_conv_shape *s) { return ((s->oh + 3) / 4) * ((s->ow + 3) / 4); }
 
-/* Where it pays: enough channels that the GEMMs dominate the transforms, and
- * enough tiles that reading U (4x the weights) is shared by many. The scratch
- * is sized by the shape alone, so that switching Winograd on after planning
- * stays within it. */
+/* Where it pays: enough channels that the GEMMs dominate the transforms,
+ * enough tiles that reading U (4x the weights) is shared by many, and outputs
+ * that fill their tiles enough for at most half of im2col's multiplications
+ * (36 per tile against 9 per output: a 2x2 output pays 9 per output either
+ * way). The scratch is sized by the shape alone, so that switching Winograd
+ * on after planning stays within it. */
 static bool wino_shape(const sm_conv_shape *s)
 {
     return conv_groups(s) == 1 && s->kh == 3 && s->kw == 3 && s->stride == 1 && s->cin >= 32 &&
-           s->cout >= 32 && s->n * wino_tiles(s) >= 32;
+           s->cout >= 32 && s->n * wino_tiles(s) >= 32 && 8 * wino_tiles(s) <= s->oh * s->ow;
 }
 
 static bool wino_eligible(const sm_conv_shape *s) { return sm_conv_winograd() && wino_shape(s); }
@@ -155,7 +157,7 @@ bool sm_conv2d_winograd_applies(const sm_conv_shape *s)
 
 bool sm_conv2d_winograd_applies_dinp(const sm_conv_shape *s)
 {
-    if (conv_is_depthwise(s)) return false;
+    if (conv_is_depthwise(s) || s->exact) return false;
     sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;   /* one group's */
     if (!conv_grad_as_conv(&d)) return false;
     sm_conv_shape g = conv_grad_shape(&d);
@@ -379,7 +381,7 @@ static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, cons
  * (4ty - pad, 4tx - pad) (zeros outside the image). The 36 element-wise
  * products, summed over input channels, are 36 GEMMs over the T tiles of a
  * chunk of images,
- *   M[xi] (Cout, T) = U[xi] (Cout, Cin) @ V[xi] (Cin, T),   xi = 0..35,
+ *   M[xi] (Cout, T) = U[:, xi] (Cout, Cin) @ V[xi] (Cin, T),   xi = 0..35,
  * 4 multiplications per output instead of 9. The transforms run across a
  * segment of up to WSEG tiles of one tile row at once: their inner loops are
  * over the tiles and vectorise. V and M of a chunk stay about WINO_TARGET
@@ -417,8 +419,10 @@ static void wino_filter(float u[36][16], float g[9][16], int L)
         }
 }
 
-/* U[xi][co][ci] for a conv with cout x cin filters; flip: filter (co, ci) is
- * w[ci][co] rotated by 180 degrees, w then (cin, cout, 3, 3). */
+/* U[co][xi][ci] for a conv with cout x cin filters (the A of GEMM xi is at
+ * U + xi*cin, leading dimension 36*cin: each output channel's 36 x cin block
+ * is written in one place); flip: filter (co, ci) is w[ci][co] rotated by 180
+ * degrees, w then (cin, cout, 3, 3). */
 static void wino_weights(float *U, const float *w, int64_t cout, int64_t cin, bool flip)
 {
     PAR_FOR(cout * cin >= 4096)
@@ -431,7 +435,7 @@ static void wino_weights(float *U, const float *w, int64_t cout, int64_t cin, bo
                     g[k][l] = flip ? w[((c0 + l) * cout + co) * 9 + 8 - k] : w[(co * cin + c0 + l) * 9 + k];
             wino_filter(u, g, L);
             for (int xi = 0; xi < 36; xi++)
-                memcpy(U + (xi * cout + co) * cin + c0, u[xi], (size_t)L * sizeof(float));
+                memcpy(U + (co * 36 + xi) * cin + c0, u[xi], (size_t)L * sizeof(float));
         }
 }
 
@@ -546,7 +550,7 @@ static void wino_forward(float *out, const float *inp, const float *weight, bool
         PAR_FOR(1)
         for (int64_t q = 0; q < 36 * nsplit; q++) {
             int64_t xi = q / nsplit, sp = q % nsplit, j0 = T * sp / nsplit, j1 = T * (sp + 1) / nsplit;
-            sm_gemm(false, false, cout, j1 - j0, cin, 1.0f, U + xi * cout * cin, cin,
+            sm_gemm(false, false, cout, j1 - j0, cin, 1.0f, U + xi * cin, 36 * cin,
                     V + xi * cin * T + j0, T, 0.0f, M + xi * cout * T + j0, T);
         }
         PAR_FOR(1)
@@ -617,7 +621,7 @@ static void conv_backward_dense(float *dinp, float *dweight, const float *dout, 
     const bool pointwise = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s);
     const int nt = sm_threads_get();
 
-    if (dinp && as_conv) {
+    if (dinp && as_conv && !s->exact) {
         sm_conv_shape g = conv_grad_shape(s);
         if (wino_eligible(&g)) {   /* first: its scratch overlaps the dW partials */
             wino_forward(dinp, dout, weight, true, NULL, &g, scratch, 1.0f);

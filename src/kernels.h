@@ -41,8 +41,8 @@ typedef struct sm_conv_shape {
     int64_t groups;              /* 0 or 1: a dense conv; g > 1: Cin and Cout split into g
                                   * groups (PyTorch's `groups`), weight (Cout, Cin/g, KH, KW);
                                   * g == Cin == Cout is a depthwise conv */
-    bool exact;                  /* forward by direct sums only, never Winograd (training:
-                                  * batch statistics amplify its round-off) */
+    bool exact;                  /* direct sums only, never Winograd (training: batch
+                                  * statistics amplify its round-off) */
 } sm_conv_shape;
 
 /* The activation a fused epilogue applies (sm_conv2d_forward_bn). Values

@@ -147,7 +147,7 @@ static void conv_forward(sm_layer *l, const sm_lctx *c, const float *const *in, 
 {
     sm_conv_shape s;
     conv_shape(l, n, &s);
-    s.exact = c->training;
+    s.exact = c->exact;
     sm_conv2d_forward(out, in[0], c->w, c->b, &s, c->scratch);
 }
 
@@ -157,6 +157,7 @@ static void conv_backward(sm_layer *l, const sm_lctx *c, const float *const *in,
     (void)out;
     sm_conv_shape s;
     conv_shape(l, n, &s);
+    s.exact = c->exact;
     sm_conv2d_backward(din[0], c->dw, c->db, dout, in[0], c->w, &s, c->scratch);
 }
 

@@ -502,6 +502,8 @@ sm_status sm_model_freeze_stages(sm_model *m, int n, sm_err *err)
 int sm_model_frozen_stages(const sm_model *m) { return m->frozen_stages; }
 
 void sm_model_set_bn_eval(sm_model *m, bool on) { m->bn_eval = on; }
+void sm_model_set_train_winograd(sm_model *m, bool on) { m->train_winograd = on; }
+bool sm_model_train_winograd(const sm_model *m) { return m->train_winograd; }
 bool sm_model_bn_eval(const sm_model *m) { return m->bn_eval; }
 
 sm_status sm_model_set_lr_scales(const sm_model *m, sm_optim *o, float backbone, sm_err *err)
@@ -539,6 +541,7 @@ static void lctx_fill(sm_model *m, const sm_layer *l, sm_lctx *c, bool grads)
     bool bn = l->rmean >= 0;
     *c = (sm_lctx){.scratch = m->scratch, .training = m->training,
                    .frozen = m->training && (l->frozen || (bn && m->bn_eval)),
+                   .exact = m->training && !m->train_winograd,
                    .seed = sm_hash64(m->step_seed, (uint64_t)l->index)};
     if (l->w >= 0) { c->w = sm_model_param(m, l->w); if (grads) c->dw = sm_model_grad(m, l->w); }
     if (l->b >= 0) { c->b = sm_model_param(m, l->b); if (grads) c->db = sm_model_grad(m, l->b); }

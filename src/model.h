@@ -51,6 +51,8 @@ typedef struct sm_lctx {
                                      * batch norm with sm_model_set_bn_eval): batch norms use
                                      * their running statistics and leave them alone, dropout
                                      * passes its input through */
+    bool exact;                     /* convolutions by direct sums only (training, unless
+                                     * sm_model_set_train_winograd) */
     uint64_t seed;                  /* per step and node (dropout masks) */
 } sm_lctx;
 
@@ -118,6 +120,7 @@ struct sm_model {
     char **names;               /* class names (nnames), owned; may be NULL */
     bool training;
     bool bn_eval;           /* batch norms keep their running statistics in training */
+    bool train_winograd;    /* training convolutions may use Winograd (sm_model_set_train_winograd) */
     int frozen_stages;
     bool fuse;                  /* eval: conv-bn[-relu] in one pass (default; tests turn it off) */
     uint64_t step_seed;         /* varies per step: dropout masks */

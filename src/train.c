@@ -93,7 +93,7 @@ static char *config_json(const sm_train_config *c)
 {
     const char *sched = c->sched.kind == SM_SCHED_COSINE ? "cosine" : c->sched.kind == SM_SCHED_STEP ? "step" : "constant";
     json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:b, s:f, s:s, s:I, s:I, s:f, s:b, s:I, s:I, s:I, "
-                          "s:i, s:f, s:b}",
+                          "s:i, s:f, s:b, s:b}",
                           "epochs", (json_int_t)c->epochs, "batch", (json_int_t)c->batch, "seed",
                           (json_int_t)c->seed, "optimizer", c->optim.kind == SM_OPTIM_SGD ? "sgd" : "adamw",
                           "lr", (double)c->optim.lr, "momentum", (double)c->optim.momentum, "nesterov",
@@ -103,7 +103,7 @@ static char *config_json(const sm_train_config *c)
                           (int)c->flip, "shift", (json_int_t)c->shift, "pk_p", (json_int_t)c->pk_p,
                           "pk_k", (json_int_t)c->pk_k, "freeze_stages", c->freeze_stages,
                           "backbone_lr", (double)backbone_lr(c),
-                          "bn_eval", (int)c->bn_eval);
+                          "bn_eval", (int)c->bn_eval, "winograd", (int)c->winograd);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return s;
@@ -135,6 +135,7 @@ sm_status sm_train(sm_model *m, const sm_dataset *train, const sm_dataset *val,
     if (st) return st;
     st = sm_model_freeze_stages(m, cfg->freeze_stages, err);
     sm_model_set_bn_eval(m, cfg->bn_eval);
+    sm_model_set_train_winograd(m, cfg->winograd);
     if (!st) st = sm_model_set_lr_scales(m, opt, backbone_lr(cfg), err);
     if (st) { sm_optim_free(opt); return st; }
     sm_train_state ts = {.epoch = 0, .step = 0, .optim = opt};

@@ -241,6 +241,11 @@ EOF2
         if [ "$rc" = 0 ]; then ok "train --init --freeze 2 --bn-eval: stem, layer1, running statistics kept; layer2, embedding, head trained"
         else bad "train --init --freeze 2" "$(cat "$T/err")"; fi
     fi
+    sim train $TF --init "$T/z.safetensors" --winograd --quiet --out "$T/w.safetensors"
+    if expect_ok "train --init --winograd"; then
+        if head -c 8192 "$T/w.safetensors" | grep -aq 'winograd[\\"]*:true'; then ok "train --winograd: recorded in the checkpoint's train.config"
+        else bad "train --winograd" "no winograd:true in the checkpoint's train.config"; fi
+    fi
     sim train $TF --init "$T/h.safetensors" --arch resnet18 --out "$T/y.safetensors"
     expect_err "train --init with --arch" 2 "--init trains the model it names as it is"
     sim train $TF --init "$T/h.safetensors" --resume "$T/z.safetensors" --out "$T/y.safetensors"
