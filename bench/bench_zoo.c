@@ -21,6 +21,8 @@
  * VmRSS once the model, optimizer and inputs exist, before the first step
  * (simile's arenas are allocated by that step, PyTorch's gradients too).
  * Prints one JSON line.
+ * SIMILE_TRAIN_WINOGRAD=1: training convolutions by Winograd too (train
+ * --winograd); SIMILE_WINOGRAD=0: no Winograd at all (bench.h).
  * usage: bench_zoo ARCH SIZE train|infer [threads] [steps] [seconds] */
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +99,8 @@ int main(int argc, char **argv)
     check(sm_head_config_default(&hc, "arcface", &err), &err);
     sm_model *m = NULL;
     check(sm_model_new(&m, spec, train ? &hc : NULL, train ? CLASSES : 0, 1, &err), &err);
+    const char *tw = getenv("SIMILE_TRAIN_WINOGRAD");   /* 1: as `simile train --winograd` */
+    sm_model_set_train_winograd(m, tw && tw[0] == '1');
     free(spec);
     const int64_t in = 3 * size * size;
 
