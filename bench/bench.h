@@ -9,6 +9,7 @@
 
 #include "simile.h"
 #include "kernels.h"
+#include "rng.h"
 
 /* SIMILE_WINOGRAD=0 in the environment: 3x3 convolutions by im2col only, for
  * an A/B of the same build in the same run (sm_conv_set_winograd). */
@@ -16,6 +17,15 @@ static inline void bench_conv_algo(void)
 {
     const char *v = getenv("SIMILE_WINOGRAD");
     if (v && v[0] == '0') sm_conv_set_winograd(false);
+}
+
+/* n floats from N(0, 0.1^2); exits when out of memory. */
+static inline float *bench_randn(int64_t n, sm_rng *r)
+{
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(sm_rng_normal(r) * 0.1);
+    return p;
 }
 
 static inline double now(void)

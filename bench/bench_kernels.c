@@ -20,14 +20,6 @@
 
 #include "bench.h"
 
-static float *rnd(int64_t n, sm_rng *r)
-{
-    float *p = malloc((size_t)n * sizeof(float));
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
-    for (int64_t i = 0; i < n; i++) p[i] = (float)(sm_rng_normal(r) * 0.1);
-    return p;
-}
-
 int main(int argc, char **argv)
 {
     int threads = sm_threads_set(argc > 1 ? atoi(argv[1]) : 0);
@@ -45,8 +37,9 @@ int main(int argc, char **argv)
                            .cout = layers[l][1], .kh = 3, .kw = 3, .stride = 1, .pad = 1};
         if (sm_conv_shape_init(&s) != 0) return 1;
         int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * 9, no = s.cout * s.n * s.oh * s.ow;
-        float *x = rnd(nx, &r), *w = rnd(nw, &r), *b = rnd(s.cout, &r), *dout = rnd(no, &r);
-        float *out = rnd(no, &r), *dx = rnd(nx, &r), *dw = rnd(nw, &r), *db = rnd(s.cout, &r);
+        float *x = bench_randn(nx, &r), *w = bench_randn(nw, &r), *b = bench_randn(s.cout, &r);
+        float *dout = bench_randn(no, &r), *out = bench_randn(no, &r), *dx = bench_randn(nx, &r);
+        float *dw = bench_randn(nw, &r), *db = bench_randn(s.cout, &r);
         float *scratch = malloc(sm_conv2d_scratch_floats(&s, threads) * sizeof(float));
         double flop = 2.0 * (double)s.n * s.cout * s.cin * 9 * s.oh * s.ow;
         double tf = 1e30, tb = 1e30;

@@ -19,14 +19,6 @@
 
 #include "bench.h"
 
-static float *rnd(int64_t n, sm_rng *r)
-{
-    float *p = malloc((size_t)n * sizeof(float));
-    if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
-    for (int64_t i = 0; i < n; i++) p[i] = (float)(sm_rng_normal(r) * 0.1);
-    return p;
-}
-
 static double rel_err(const float *a, const float *ref, int64_t n)
 {
     double m = 0, e = 0;
@@ -58,8 +50,9 @@ int main(int argc, char **argv)
                            .cout = layers[l][1], .kh = 3, .kw = 3, .stride = 1, .pad = 1};
         if (s.h < 1 || sm_conv_shape_init(&s) != 0) continue;
         int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * s.cin * 9, no = s.cout * s.n * s.oh * s.ow;
-        float *x = rnd(nx, &r), *w = rnd(nw, &r), *dout = rnd(no, &r);
-        float *out = rnd(no, &r), *ref = rnd(no, &r), *dx = rnd(nx, &r), *dxref = rnd(nx, &r);
+        float *x = bench_randn(nx, &r), *w = bench_randn(nw, &r), *dout = bench_randn(no, &r);
+        float *out = bench_randn(no, &r), *ref = bench_randn(no, &r), *dx = bench_randn(nx, &r);
+        float *dxref = bench_randn(nx, &r);
         float *scratch = malloc(sm_conv2d_scratch_floats(&s, threads) * sizeof(float));
         double t[2][2] = {{1e30, 1e30}, {1e30, 1e30}}, err[2] = {0, 0};
         for (int i = 0; i < 2 * (reps + 1); i++) {   /* interleaved; the first pair warms up */
