@@ -41,8 +41,12 @@
 #ifdef _OPENMP
 #define SM_PRAGMA(x) _Pragma(#x)
 #define PAR_FOR(cond) SM_PRAGMA(omp parallel for schedule(static) if (cond))
+#define PAR_REGION SM_PRAGMA(omp parallel)
+#define OMP_FOR SM_PRAGMA(omp for schedule(static))
 #else
 #define PAR_FOR(cond)
+#define PAR_REGION
+#define OMP_FOR
 #endif
 
 /* A column buffer of about 512 KiB stays in L2 next to the weights and gives
@@ -425,7 +429,7 @@ static void wino_filter(float u[36][16], float g[9][16], int L)
  * degrees, w then (cin, cout, 3, 3). */
 static void wino_weights(float *U, const float *w, int64_t cout, int64_t cin, bool flip)
 {
-    PAR_FOR(cout * cin >= 4096)
+    OMP_FOR   /* called inside wino_forward's parallel region */
     for (int64_t co = 0; co < cout; co++)
         for (int64_t c0 = 0; c0 < cin; c0 += 16) {
             int L = cin - c0 < 16 ? (int)(cin - c0) : 16;
@@ -536,10 +540,13 @@ static void wino_forward(float *out, const float *inp, const float *weight, bool
     const int nt = sm_threads_get();
     const int64_t nsplit = 1 + (nt - 1) / 12;   /* 36 GEMMs, split by columns for many threads */
 
+    /* one parallel region; the loops share it (implicit barriers between them) */
+    PAR_REGION
+    {
     wino_weights(U, weight, cout, cin, flip);
     for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
         const int64_t nc = n0 + chunk <= s->n ? chunk : s->n - n0, T = nc * tpi;
-        PAR_FOR(1)
+        OMP_FOR
         for (int64_t p = 0; p < cin * nc; p++) {
             int64_t ci = p / nc, n = p % nc;
             const float *x = inp + ci * NHW + (n0 + n) * HW;
@@ -547,13 +554,13 @@ static void wino_forward(float *out, const float *inp, const float *weight, bool
                 wino_input_seg(V + ci * T + n * tpi + t0, cin * T, x, s, tw, t0,
                                tpi - t0 < WSEG ? (int)(tpi - t0) : WSEG);
         }
-        PAR_FOR(1)
+        OMP_FOR
         for (int64_t q = 0; q < 36 * nsplit; q++) {
             int64_t xi = q / nsplit, sp = q % nsplit, j0 = T * sp / nsplit, j1 = T * (sp + 1) / nsplit;
             sm_gemm(false, false, cout, j1 - j0, cin, 1.0f, U + xi * cin, 36 * cin,
                     V + xi * cin * T + j0, T, 0.0f, M + xi * cout * T + j0, T);
         }
-        PAR_FOR(1)
+        OMP_FOR
         for (int64_t p = 0; p < cout * nc; p++) {
             int64_t co = p / nc, n = p % nc;
             float *o = out + co * NP + (n0 + n) * P;
@@ -565,6 +572,7 @@ static void wino_forward(float *out, const float *inp, const float *weight, bool
                 epilogue_rows(o, P, P, 1, &ec);
             }
         }
+    }
     }
 }
 
