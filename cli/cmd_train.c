@@ -199,8 +199,9 @@ int cmd_train(int argc, char **argv)
         tc.pk_k = k;
     }
     bool zoo_flags = get(o, "size", NULL) || get(o, "height", NULL) || get(o, "width", NULL) || get(o, "channels", NULL);
-    if (get(o, "spec", NULL) && zoo_flags)
-        die_usage("--spec describes the whole network: no --size, --height, --width or --channels with it");
+    if (get(o, "spec", NULL) && (zoo_flags || get(o, "dim", NULL) || get(o, "arch", NULL)))
+        die_usage("--spec describes the whole network: no --arch, --dim, --size, --height, --width or "
+                  "--channels with it");
     check_writable_dir(out, "--out");
     check_writable_dir(logp, "--log");
 

@@ -232,10 +232,13 @@ expect_err "train under a file-size limit" 1 "full\.safetensors.*(too large|size
     else bad "train under a file-size limit" "left: $(ls "$T" | grep '^full\.')"; fi
 # a spec file with an unknown layer, and one with an unknown key
 printf 'input 1 28 28\nconv 8 k=3\nfrobnicate 3\nflatten\nlinear 16\n' >"$T/bad.spec"
-sim train --data "$D" $TE --spec "$T/bad.spec";      expect_err "--spec with an unknown layer" 1 "line 3.*frobnicate"
+TS="--epochs 1 --batch 16 --threads 1 --quiet --max-steps 2 $O"   # $TE without --dim
+sim train --data "$D" $TS --spec "$T/bad.spec";      expect_err "--spec with an unknown layer" 1 "line 3.*frobnicate"
 printf 'input 1 28 28\nconv 8 k=3 q=2\nflatten\nlinear 16\n' >"$T/bad2.spec"
-sim train --data "$D" $TE --spec "$T/bad2.spec";     expect_err "--spec with an unknown key" 1 "line 2.*'q'"
-sim train --data "$D" $TE --spec "$T/none.spec";     expect_err "--spec missing file" 1 "none\.spec"
+sim train --data "$D" $TS --spec "$T/bad2.spec";     expect_err "--spec with an unknown key" 1 "line 2.*'q'"
+sim train --data "$D" $TS --spec "$T/bad2.spec" --dim 64; expect_err "--spec with --dim" 2 "--spec describes the whole network: no --arch, --dim"
+sim train --data "$D" $TS --spec "$T/bad2.spec" --arch resnet18; expect_err "--spec with --arch" 2 "--spec describes the whole network"
+sim train --data "$D" $TS --spec "$T/none.spec";     expect_err "--spec missing file" 1 "none\.spec"
 
 # help: exit 0, on stdout, listing the options
 help_case() { # NAME WORDS... -- ARGS...
