@@ -120,7 +120,8 @@ static bool conv_grad_as_conv(const sm_conv_shape *s)
 static sm_conv_shape conv_grad_shape(const sm_conv_shape *s)
 {
     sm_conv_shape g = {.n = s->n, .cin = s->cout, .h = s->oh, .w = s->ow, .cout = s->cin,
-                       .kh = s->kh, .kw = s->kw, .stride = 1, .pad = s->kh - 1 - s->pad};
+                       .kh = s->kh, .kw = s->kw, .stride = 1, .pad = s->kh - 1 - s->pad,
+                       .exact = s->exact};
     sm_conv_shape_init(&g);
     return g;
 }
@@ -148,21 +149,21 @@ static bool wino_shape(const sm_conv_shape *s)
            s->cout >= 32 && s->n * wino_tiles(s) >= 32 && 8 * wino_tiles(s) <= s->oh * s->ow;
 }
 
-static bool wino_eligible(const sm_conv_shape *s) { return sm_conv_winograd() && wino_shape(s); }
+/* Whether this (dense, or one group's) shape runs by Winograd now. */
+static bool wino_eligible(const sm_conv_shape *s)
+{
+    return sm_conv_winograd() && !s->exact && wino_shape(s);
+}
 
 bool sm_conv2d_winograd_applies(const sm_conv_shape *s)
 {
-    if (conv_groups(s) > 1 && !conv_is_depthwise(s)) {
-        sm_conv_shape g = conv_group_shape(s);
-        return wino_eligible(&g) && !s->exact;
-    }
-    return wino_eligible(s) && !s->exact;
+    sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;   /* one group's */
+    return wino_eligible(&d);
 }
 
 bool sm_conv2d_winograd_applies_dinp(const sm_conv_shape *s)
 {
-    if (conv_is_depthwise(s) || s->exact) return false;
-    sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;   /* one group's */
+    sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;
     if (!conv_grad_as_conv(&d)) return false;
     sm_conv_shape g = conv_grad_shape(&d);
     return wino_eligible(&g);
@@ -386,41 +387,38 @@ static void epilogue_rows(float *o, int64_t ld, int64_t cols, int64_t cout, cons
  * products, summed over input channels, are 36 GEMMs over the T tiles of a
  * chunk of images,
  *   M[xi] (Cout, T) = U[:, xi] (Cout, Cin) @ V[xi] (Cin, T),   xi = 0..35,
- * 4 multiplications per output instead of 9. The transforms run across a
- * segment of up to WSEG tiles of one tile row at once: their inner loops are
- * over the tiles and vectorise. V and M of a chunk stay about WINO_TARGET
- * floats. Float32 round-off grows with the transform's constants (up to 8 and
- * 1/24): about 10x that of the direct sum, ~1e-6 relative per layer; test_ops
- * and test_zoo bound it against the naive twin and PyTorch.
+ * 4 multiplications per output instead of 9. The transforms run across up
+ * to WSEG consecutive tiles of one plane at once: their inner loops are over
+ * the tiles and vectorise. V and M of a chunk stay about WINO_TARGET floats.
+ * Float32 round-off grows with the transform's constants (up to 8 and 1/24):
+ * about 10x that of the direct sum; test_kernels and test_zoo bound it
+ * against the naive twin and PyTorch.
  *
  * The input gradient of a stride-1 conv is the conv of dout with the weights
  * transposed and flipped (conv_grad_as_conv), so it runs here too: the weight
  * transform reads w[ci][co][2-i][2-j] in place of w[co][ci][i][j]. */
+/* G: three filter taps a, b, c (a column, or a row) to six. */
+#define WINO_G(o0, o1, o2, o3, o4, o5, a, b, c) do {                    \
+        o0 = (a) * 0.25f;                                               \
+        o1 = -((a) + (b) + (c)) * (1.0f / 6);                           \
+        o2 = -((a) - (b) + (c)) * (1.0f / 6);                           \
+        o3 = (a) * (1.0f / 24) + (b) * (1.0f / 12) + (c) * (1.0f / 6);  \
+        o4 = (a) * (1.0f / 24) - (b) * (1.0f / 12) + (c) * (1.0f / 6);  \
+        o5 = (c);                                                       \
+    } while (0)
+
 /* u[xi][l] = (G g G^T)[xi] for lanes l < L, g[k][l] the 9 taps of lane l. */
 static void wino_filter(float u[36][16], float g[9][16], int L)
 {
     float t[6][3][16];
-    for (int j = 0; j < 3; j++)
-        for (int l = 0; l < L; l++) {   /* t = G g: down each column j */
-            float a = g[j][l], b = g[3 + j][l], c = g[6 + j][l];
-            t[0][j][l] = a * 0.25f;
-            t[1][j][l] = -(a + b + c) * (1.0f / 6);
-            t[2][j][l] = -(a - b + c) * (1.0f / 6);
-            t[3][j][l] = a * (1.0f / 24) + b * (1.0f / 12) + c * (1.0f / 6);
-            t[4][j][l] = a * (1.0f / 24) - b * (1.0f / 12) + c * (1.0f / 6);
-            t[5][j][l] = c;
-        }
-    for (int r = 0; r < 6; r++)
-        for (int l = 0; l < L; l++) {   /* u = t G^T: along each row r */
-            float a = t[r][0][l], b = t[r][1][l], c = t[r][2][l];
-            float *o = &u[r * 6][0];
-            o[0 * 16 + l] = a * 0.25f;
-            o[1 * 16 + l] = -(a + b + c) * (1.0f / 6);
-            o[2 * 16 + l] = -(a - b + c) * (1.0f / 6);
-            o[3 * 16 + l] = a * (1.0f / 24) + b * (1.0f / 12) + c * (1.0f / 6);
-            o[4 * 16 + l] = a * (1.0f / 24) - b * (1.0f / 12) + c * (1.0f / 6);
-            o[5 * 16 + l] = c;
-        }
+    for (int j = 0; j < 3; j++)   /* t = G g: down each column j */
+        for (int l = 0; l < L; l++)
+            WINO_G(t[0][j][l], t[1][j][l], t[2][j][l], t[3][j][l], t[4][j][l], t[5][j][l], g[j][l],
+                   g[3 + j][l], g[6 + j][l]);
+    for (int r = 0; r < 6; r++)   /* u = t G^T: along each row r */
+        for (int l = 0; l < L; l++)
+            WINO_G(u[r * 6][l], u[r * 6 + 1][l], u[r * 6 + 2][l], u[r * 6 + 3][l], u[r * 6 + 4][l],
+                   u[r * 6 + 5][l], t[r][0][l], t[r][1][l], t[r][2][l]);
 }
 
 /* U[co][xi][ci] for a conv with cout x cin filters (the A of GEMM xi is at
@@ -629,7 +627,7 @@ static void conv_backward_dense(float *dinp, float *dweight, const float *dout, 
     const bool pointwise = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s);
     const int nt = sm_threads_get();
 
-    if (dinp && as_conv && !s->exact) {
+    if (dinp && as_conv) {
         sm_conv_shape g = conv_grad_shape(s);
         if (wino_eligible(&g)) {   /* first: its scratch overlaps the dW partials */
             wino_forward(dinp, dout, weight, true, NULL, &g, scratch, 1.0f);
@@ -835,7 +833,7 @@ static void conv_forward_any(float *out, const float *inp, const float *weight,
         return;
     }
     if (conv_groups(s) == 1) {
-        if (wino_eligible(s) && !s->exact)
+        if (wino_eligible(s))
             wino_forward(out, inp, weight, false, e, s, scratch, 0.0f);
         else
             conv_forward(out, inp, weight, e, s, scratch, conv_thread_floats(s), 0.0f);
@@ -843,11 +841,12 @@ static void conv_forward_any(float *out, const float *inp, const float *weight,
     }
     const sm_conv_shape g = conv_group_shape(s);
     const int64_t per_thread = conv_thread_floats(&g);
+    const bool wino = wino_eligible(&g);
     for (int64_t gi = 0; gi < conv_groups(s); gi++) {
         conv_epilogue eg = epilogue_slice(e, gi * g.cout);
         float *og = out + gi * g.cout * g.n * g.oh * g.ow;
         const float *ig = inp + gi * g.cin * g.n * g.h * g.w, *wg = weight + gi * g.cout * conv_k(&g);
-        if (wino_eligible(&g) && !g.exact)
+        if (wino)
             wino_forward(og, ig, wg, false, &eg, &g, scratch, 0.0f);
         else
             conv_forward(og, ig, wg, &eg, &g, scratch, per_thread, 0.0f);
