@@ -19,11 +19,16 @@
 
 #define PAR_MIN 32768
 
+/* Whether v replaces the window's maximum so far bv: larger, or a NaN where
+ * bv is not one (the first maximum stays on ties; NaNs propagate). */
+static inline bool max_wins(float v, float bv) { return v > bv || (v != v && bv == bv); }
+
 /* The common 2x2/2 case without the generic window bookkeeping; same result
  * (first maximum on ties, NaN wins) as the general loop. */
+
 static inline void max_step(float v, int32_t idx, float *bv, int32_t *bi)
 {
-    if (v > *bv || (v != v && *bv == *bv)) {
+    if (max_wins(v, *bv)) {
         *bv = v;
         *bi = idx;
     }
@@ -66,7 +71,8 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
      * row (a loop that vectorises); the same scan order per output, so the
      * same result. */
     int64_t jlo = (pad + stride - 1) / stride, ilo = jlo;
-    int64_t jhi = w + pad >= k ? (w + pad - k) / stride + 1 : 0, ihi = h + pad >= k ? (h + pad - k) / stride + 1 : 0;
+    int64_t jhi = w + pad >= k ? (w + pad - k) / stride + 1 : 0;
+    int64_t ihi = h + pad >= k ? (h + pad - k) / stride + 1 : 0;
     if (jhi > ow) jhi = ow;
     if (ihi > oh) ihi = oh;
     if (argmax || jlo >= jhi) jhi = jlo;   /* no fast columns */
@@ -86,7 +92,7 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
                         const float *xr = x + x0 + a * w + b + jlo * stride;
                         for (int64_t j = jlo; j < jhi; j++) {
                             float v = xr[(j - jlo) * stride], bv = yr[j];
-                            yr[j] = v > bv || (v != v && bv == bv) ? v : bv;
+                            yr[j] = max_wins(v, bv) ? v : bv;
                         }
                     }
             }
@@ -102,7 +108,7 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
                 for (int64_t a = h0; a < h1; a++)
                     for (int64_t b = w0; b < w1; b++) {
                         float v = x[a * w + b];
-                        if (v > bv || (v != v && bv == bv)) {
+                        if (max_wins(v, bv)) {
                             bv = v;
                             best = a * w + b;
                         }
