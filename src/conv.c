@@ -11,7 +11,9 @@
  * channel is contiguous, so out[:, chunk] is a sub-matrix with row stride
  * N*OH*OW. The per-thread dW partials are summed in thread order, so a given
  * thread count gives bit-identical results. A 1x1, stride 1, unpadded conv
- * needs no im2col: the input chunk is already the column matrix.
+ * needs no im2col: the input chunk is already the column matrix. Shapes whose
+ * weights outweigh a chunk's columns run in shared mode instead (see
+ * conv_shared): all threads on one larger chunk at a time.
  *
  * Grouped convolutions (PyTorch's `groups`) are g dense ones: in (C,N,H,W) a
  * group's input channels, output channels and weights are each one contiguous
@@ -43,7 +45,9 @@
 #define PAR_FOR(cond) SM_PRAGMA(omp parallel for schedule(static) if (cond))
 #define PAR_REGION SM_PRAGMA(omp parallel)
 #define OMP_FOR SM_PRAGMA(omp for schedule(static))
+#define OMP_BARRIER SM_PRAGMA(omp barrier)
 #else
+#define OMP_BARRIER /* nothing */
 #define PAR_FOR(cond)
 #define PAR_REGION
 #define OMP_FOR
@@ -183,16 +187,65 @@ static int64_t wino_floats(const sm_conv_shape *s)
     return 36 * (s->cin * s->cout + (s->cin + s->cout) * wino_chunk(s) * wino_tiles(s));
 }
 
-/* Per-thread floats: max(column buffers) then a (Cout, K) dW partial; after
- * all threads, the flipped weights (Cin, Cout*KH*KW) of the gradient conv. */
-static int64_t conv_thread_floats(const sm_conv_shape *s)
+/* Shared mode: when a chunk's columns are fewer than the output channels,
+ * the weights are the larger operand of each per-thread GEMM and every chunk
+ * reads all of them again (ResNet's last stages: 9.4 MB of weights against a
+ * few dozen columns). Then the threads work on one chunk at a time instead,
+ * of SHARED_TARGET floats of columns: each builds the rows of its share of the
+ * input channels, and each takes a share of the GEMM's rows (forward) or of
+ * the weight gradient's columns (backward), so the weights are read once per
+ * chunk by all threads together and the weight gradient needs no per-thread
+ * partials. A function of the shape only. */
+#define SHARED_TARGET ((int64_t)1024 * 1024)
+
+static bool conv_shared(const sm_conv_shape *s)
 {
-    int64_t col = conv_col_floats(s);
+    return conv_chunk(s) * s->oh * s->ow < s->cout;
+}
+
+bool sm_conv2d_shared_applies(const sm_conv_shape *s)
+{
+    sm_conv_shape d = conv_groups(s) > 1 ? conv_group_shape(s) : *s;
+    return !conv_is_depthwise(s) && conv_shared(&d);
+}
+
+/* Images per shared chunk: as many as SHARED_TARGET holds, the chunks of the
+ * batch made even; a 1x1 conv reads its input in place, all of it at once. */
+static int64_t shared_chunk(const sm_conv_shape *s)
+{
+    if (conv_is_pointwise(s)) return s->n;
+    int64_t c = SHARED_TARGET / (conv_k(s) * s->oh * s->ow);
+    if (c < 1) c = 1;
+    if (c > s->n) c = s->n;
+    int64_t nch = (s->n + c - 1) / c;
+    return (s->n + nch - 1) / nch;
+}
+
+static int64_t shared_col_floats(const sm_conv_shape *s)
+{
+    return conv_is_pointwise(s) ? 0 : conv_k(s) * shared_chunk(s) * s->oh * s->ow;
+}
+
+/* Scratch of a forward: the shared column buffer, or one per thread. */
+static int64_t conv_fwd_floats(const sm_conv_shape *s, int nthreads)
+{
+    return conv_shared(s) ? shared_col_floats(s) : nthreads * conv_col_floats(s);
+}
+
+/* Scratch of a backward. Per-thread chunks: a column buffer and a (Cout, K) dW
+ * partial per thread; shared: one column buffer. An input gradient computed as
+ * a convolution runs after the weight gradient is summed, with the flipped
+ * weights (Cin, Cout*KH*KW) first and that forward's scratch after them. */
+static int64_t conv_bwd_floats(const sm_conv_shape *s, int nthreads)
+{
+    int64_t need = conv_shared(s) ? shared_col_floats(s)
+                                  : nthreads * (conv_col_floats(s) + s->cout * conv_k(s));
     if (conv_grad_as_conv(s)) {
         sm_conv_shape g = conv_grad_shape(s);
-        if (conv_col_floats(&g) > col) col = conv_col_floats(&g);
+        int64_t dx = s->cin * s->cout * s->kh * s->kw + conv_fwd_floats(&g, nthreads);
+        if (dx > need) need = dx;
     }
-    return col + s->cout * conv_k(s);
+    return need;
 }
 
 /* Depthwise: a (KH, KW) weight-gradient partial per (c, n) plane. Grouped:
@@ -206,7 +259,8 @@ size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads)
         sm_conv_shape g = conv_group_shape(s);
         return sm_conv2d_scratch_floats(&g, nthreads);
     }
-    int64_t need = nthreads * conv_thread_floats(s) + s->cin * s->cout * s->kh * s->kw;
+    int64_t need = conv_fwd_floats(s, nthreads), bwd = conv_bwd_floats(s, nthreads);
+    if (bwd > need) need = bwd;
     if (wino_shape(s) && wino_floats(s) > need) need = wino_floats(s);
     if (conv_grad_as_conv(s)) {
         sm_conv_shape g = conv_grad_shape(s);
@@ -239,10 +293,10 @@ static void valid_range(int64_t *lo, int64_t *hi, int64_t kj, const sm_conv_shap
  * is ~10x fewer, ~30x longer copies than row-by-row, and nc times fewer calls
  * than a copy per image. */
 static void im2col_same(float *col, const float *inp, const sm_conv_shape *s, int64_t n0,
-                        int64_t nc)
+                        int64_t nc, int64_t c0, int64_t c1)
 {
     const int64_t H = s->h, W = s->w, HW = H * W, cols = nc * HW, p = s->pad;
-    for (int64_t ci = 0; ci < s->cin; ci++)
+    for (int64_t ci = c0; ci < c1; ci++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
                 float *dst = col + ((ci * s->kh + ki) * s->kw + kj) * cols;
@@ -268,16 +322,18 @@ static void im2col_same(float *col, const float *inp, const sm_conv_shape *s, in
             }
 }
 
-/* col (K, nc*OH*OW) <- patches of images [n0, n0+nc). Row (ci,ki,kj), column (n,oh,ow). */
-static void im2col(float *col, const float *inp, const sm_conv_shape *s, int64_t n0, int64_t nc)
+/* Rows of input channels [c0, c1) of col (K, nc*OH*OW) <- patches of images
+ * [n0, n0+nc). Row (ci,ki,kj), column (n,oh,ow). */
+static void im2col_rows(float *col, const float *inp, const sm_conv_shape *s, int64_t n0,
+                        int64_t nc, int64_t c0, int64_t c1)
 {
     if (s->stride == 1 && s->oh == s->h && s->ow == s->w) {
-        im2col_same(col, inp, s, n0, nc);
+        im2col_same(col, inp, s, n0, nc, c0, c1);
         return;
     }
     const int64_t H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW, st = s->stride;
     const int64_t cols = nc * P;
-    for (int64_t ci = 0; ci < s->cin; ci++)
+    for (int64_t ci = c0; ci < c1; ci++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
                 float *dst = col + ((ci * s->kh + ki) * s->kw + kj) * cols;
@@ -304,13 +360,19 @@ static void im2col(float *col, const float *inp, const sm_conv_shape *s, int64_t
             }
 }
 
-/* dinp[images n0..n0+nc) += col2im(dcol): the adjoint of im2col. */
+static void im2col(float *col, const float *inp, const sm_conv_shape *s, int64_t n0, int64_t nc)
+{
+    im2col_rows(col, inp, s, n0, nc, 0, s->cin);
+}
+
+/* dinp[channels c0..c1, images n0..n0+nc) += col2im(dcol): the adjoint of
+ * im2col_rows. */
 static void col2im_add(float *dinp, const float *dcol, const sm_conv_shape *s, int64_t n0,
-                       int64_t nc)
+                       int64_t nc, int64_t c0, int64_t c1)
 {
     const int64_t H = s->h, W = s->w, OH = s->oh, OW = s->ow, P = OH * OW, st = s->stride;
     const int64_t cols = nc * P;
-    for (int64_t ci = 0; ci < s->cin; ci++)
+    for (int64_t ci = c0; ci < c1; ci++)
         for (int64_t ki = 0; ki < s->kh; ki++)
             for (int64_t kj = 0; kj < s->kw; kj++) {
                 const float *src = dcol + ((ci * s->kh + ki) * s->kw + kj) * cols;
@@ -574,8 +636,55 @@ static void wino_forward(float *out, const float *inp, const float *weight, bool
     }
 }
 
+/* Shared mode (see conv_shared): chunks of `chunk` images one after another,
+ * the threads together on each. col: K * chunk * OH*OW floats (none for 1x1). */
+static void conv_forward_shared(float *out, const float *inp, const float *weight,
+                                const conv_epilogue *e, const sm_conv_shape *s, float *col,
+                                int64_t chunk, float beta)
+{
+    const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
+    const bool pointwise = conv_is_pointwise(s);
+    PAR_REGION
+    {
+    const int64_t t = sm_thread_id(), T = sm_team_size();
+    const int64_t c0 = s->cin * t / T, c1 = s->cin * (t + 1) / T;
+    for (int64_t n0 = 0; n0 < s->n; n0 += chunk) {
+        const int64_t nc = n0 + chunk <= s->n ? chunk : s->n - n0, cols = nc * P;
+        const float *b = pointwise ? inp + n0 * P : col;
+        const int64_t ldb = pointwise ? NP : cols;
+        float *o = out + n0 * P;
+        if (!pointwise) {
+            im2col_rows(col, inp, s, n0, nc, c0, c1);
+            OMP_BARRIER
+        }
+        if (s->cout >= cols) {   /* a share of the output channels, all columns */
+            int64_t m0 = s->cout * t / T, m1 = s->cout * (t + 1) / T;
+            sm_gemm(false, false, m1 - m0, cols, K, 1.0f, weight + m0 * K, K, b, ldb, beta,
+                    o + m0 * NP, NP);
+            if (e) {
+                conv_epilogue em = epilogue_slice(e, m0);
+                epilogue_rows(o + m0 * NP, NP, cols, m1 - m0, &em);
+            }
+        } else {                 /* a share of the columns, in blocks of 16 */
+            int64_t blocks = (cols + 15) / 16;
+            int64_t j0 = 16 * (blocks * t / T), j1 = 16 * (blocks * (t + 1) / T);
+            if (j1 > cols) j1 = cols;
+            if (j1 > j0) {
+                sm_gemm(false, false, s->cout, j1 - j0, K, 1.0f, weight, K, b + j0, ldb, beta,
+                        o + j0, NP);
+                if (e) epilogue_rows(o + j0, NP, j1 - j0, s->cout, e);
+            }
+        }
+        if (!pointwise) {   /* before the next chunk's rows replace these */
+            OMP_BARRIER
+        }
+    }
+    }
+}
+
 /* out = epilogue(conv(inp)) when beta is 0; out += conv(inp) when beta is 1
- * (e NULL). Thread t's column buffer is at scratch + t * stride. */
+ * (e NULL). Per-thread chunks: thread t's column buffer is at scratch + t *
+ * per_thread; shared mode: scratch is the one column buffer. */
 static void conv_forward(float *out, const float *inp, const float *weight, const conv_epilogue *e,
                          const sm_conv_shape *s, float *scratch, int64_t per_thread, float beta)
 {
@@ -583,21 +692,15 @@ static void conv_forward(float *out, const float *inp, const float *weight, cons
     const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
     const bool pointwise = conv_is_pointwise(s);
     const int nt = sm_threads_get();
+    if (conv_shared(s)) {
+        conv_forward_shared(out, inp, weight, e, s, scratch, shared_chunk(s), beta);
+        return;
+    }
     if (nchunks == 1 && nt > 1 && NP >= 64 * nt) {
-        /* One chunk (a small batch, e.g. one image at inference): its column
-         * matrix is built once and the threads split its columns, instead of
-         * one thread doing the whole GEMM. */
-        const float *col = inp;
-        if (!pointwise) {
-            im2col(scratch, inp, s, 0, s->n);
-            col = scratch;
-        }
-        PAR_FOR(1)
-        for (int t = 0; t < nt; t++) {
-            int64_t j0 = NP * t / nt, j1 = NP * (t + 1) / nt;
-            sm_gemm(false, false, s->cout, j1 - j0, K, 1.0f, weight, K, col + j0, NP, beta, out + j0, NP);
-            if (e) epilogue_rows(out + j0, NP, j1 - j0, s->cout, e);
-        }
+        /* One chunk (a small batch, e.g. one image at inference): the threads
+         * share it instead of one thread doing the whole GEMM; its column
+         * buffer is thread 0's. */
+        conv_forward_shared(out, inp, weight, e, s, scratch, s->n, beta);
         return;
     }
     PAR_FOR(1)
@@ -617,75 +720,121 @@ static void conv_forward(float *out, const float *inp, const float *weight, cons
     }
 }
 
+/* Shared-mode backward: each thread owns the input channels [c0, c1), that is
+ * the rows [c0, c1) * KH*KW of the column buffer and the same columns of the
+ * weight gradient, and the planes of those channels in dinp; so it builds its
+ * rows, accumulates its dW columns over the chunk, overwrites its rows with
+ * dcol and scatters them, without waiting for the other threads. dinp NULL:
+ * no input gradient here. */
+static void conv_backward_shared(float *dinp, float *dweight, const float *dout, const float *inp,
+                                 const float *weight, const sm_conv_shape *s, float *col)
+{
+    const int64_t K = conv_k(s), kk = s->kh * s->kw, P = s->oh * s->ow, NP = s->n * P;
+    const int64_t chunk = shared_chunk(s);
+    const bool pointwise = conv_is_pointwise(s);
+    PAR_REGION
+    {
+    const int64_t t = sm_thread_id(), T = sm_team_size();
+    const int64_t c0 = s->cin * t / T, c1 = s->cin * (t + 1) / T, k0 = c0 * kk, kn = (c1 - c0) * kk;
+    for (int64_t n0 = 0; kn > 0 && n0 < s->n; n0 += chunk) {
+        const int64_t nc = n0 + chunk <= s->n ? chunk : s->n - n0, cols = nc * P;
+        const float *dchunk = dout + n0 * P;
+        if (pointwise) {
+            if (dweight)
+                sm_gemm(false, true, s->cout, kn, cols, 1.0f, dchunk, NP, inp + k0 * NP + n0 * P,
+                        NP, 1.0f, dweight + k0, K);
+            if (dinp)
+                sm_gemm(true, false, kn, cols, s->cout, 1.0f, weight + k0, K, dchunk, NP, 1.0f,
+                        dinp + k0 * NP + n0 * P, NP);
+            continue;
+        }
+        if (dweight) {
+            im2col_rows(col, inp, s, n0, nc, c0, c1);
+            sm_gemm(false, true, s->cout, kn, cols, 1.0f, dchunk, NP, col + k0 * cols, cols, 1.0f,
+                    dweight + k0, K);
+        }
+        if (dinp) {
+            sm_gemm(true, false, kn, cols, s->cout, 1.0f, weight + k0, K, dchunk, NP, 0.0f,
+                    col + k0 * cols, cols);
+            col2im_add(dinp, col, s, n0, nc, c0, c1);
+        }
+    }
+    }
+}
+
 /* The dense backward (groups 1) without dbias. */
 static void conv_backward_dense(float *dinp, float *dweight, const float *dout, const float *inp,
                                 const float *weight, const sm_conv_shape *s, float *scratch)
 {
     const int64_t K = conv_k(s), P = s->oh * s->ow, NP = s->n * P;
-    const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
-    const int64_t per_thread = conv_thread_floats(s), colf = per_thread - s->cout * K;
     const bool pointwise = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s);
     const int nt = sm_threads_get();
 
     if (dinp && as_conv) {
         sm_conv_shape g = conv_grad_shape(s);
-        if (wino_eligible(&g)) {   /* first: its scratch overlaps the dW partials */
+        if (wino_eligible(&g)) {
             wino_forward(dinp, dout, weight, true, NULL, &g, scratch, 1.0f);
             dinp = NULL;
         }
     }
     if (!dinp && !dweight)
         return;
-    if (dweight)
-        for (int t = 0; t < nt; t++)
-            memset(scratch + t * per_thread + colf, 0, (size_t)(s->cout * K) * sizeof(float));
 
-    PAR_FOR(1)
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t n0 = c * chunk, nc = n0 + chunk <= s->n ? chunk : s->n - n0;
-        int64_t cols = nc * P;
-        float *mine = scratch + (int64_t)sm_thread_id() * per_thread;
-        const float *dchunk = dout + n0 * P;
-        if (pointwise) {
-            if (dweight)
-                sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, inp + n0 * P, NP, 1.0f,
+    if (conv_shared(s)) {
+        conv_backward_shared(as_conv ? NULL : dinp, dweight, dout, inp, weight, s, scratch);
+    } else if (dweight || !as_conv) {
+        const int64_t chunk = conv_chunk(s), nchunks = (s->n + chunk - 1) / chunk;
+        const int64_t colf = conv_col_floats(s), per_thread = colf + s->cout * K;
+        if (dweight)
+            for (int t = 0; t < nt; t++)
+                memset(scratch + t * per_thread + colf, 0, (size_t)(s->cout * K) * sizeof(float));
+        PAR_FOR(1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t n0 = c * chunk, nc = n0 + chunk <= s->n ? chunk : s->n - n0;
+            int64_t cols = nc * P;
+            float *mine = scratch + (int64_t)sm_thread_id() * per_thread;
+            const float *dchunk = dout + n0 * P;
+            if (pointwise) {
+                if (dweight)
+                    sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, inp + n0 * P, NP, 1.0f,
+                            mine + colf, K);
+                if (dinp)
+                    sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 1.0f,
+                            dinp + n0 * P, NP);
+                continue;
+            }
+            if (dweight) {
+                im2col(mine, inp, s, n0, nc);
+                sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, mine, cols, 1.0f,
                         mine + colf, K);
-            if (dinp)
-                sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 1.0f,
-                        dinp + n0 * P, NP);
-            continue;
+            }
+            if (dinp && !as_conv) {   /* the column buffer is free again: reuse it for dcol */
+                sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 0.0f, mine, cols);
+                col2im_add(dinp, mine, s, n0, nc, 0, s->cin);
+            }
         }
-        if (dweight) {
-            im2col(mine, inp, s, n0, nc);
-            sm_gemm(false, true, s->cout, K, cols, 1.0f, dchunk, NP, mine, cols, 1.0f,
-                    mine + colf, K);
-        }
-        if (dinp && !as_conv) {   /* the column buffer is free again: reuse it for dcol */
-            sm_gemm(true, false, K, cols, s->cout, 1.0f, weight, K, dchunk, NP, 0.0f, mine, cols);
-            col2im_add(dinp, mine, s, n0, nc);
+        if (dweight) {   /* the partials in thread order: reproducible for a thread count */
+            const int64_t nw = s->cout * K;
+            PAR_FOR(1)
+            for (int64_t i = 0; i < nw; i++) {
+                float acc = 0.0f;
+                for (int t = 0; t < nt; t++) acc += scratch[t * per_thread + colf + i];
+                dweight[i] += acc;
+            }
         }
     }
 
     if (dinp && as_conv) {
         /* wflip (Cin, Cout, KH, KW): wflip[ci][co][i][j] = w[co][ci][KH-1-i][KW-1-j] */
         const int64_t kk = s->kh * s->kw;
-        float *wflip = scratch + (int64_t)nt * per_thread;
+        float *wflip = scratch;
         for (int64_t ci = 0; ci < s->cin; ci++)
             for (int64_t co = 0; co < s->cout; co++)
                 for (int64_t t = 0; t < kk; t++)
                     wflip[(ci * s->cout + co) * kk + t] = weight[(co * s->cin + ci) * kk + kk - 1 - t];
         sm_conv_shape g = conv_grad_shape(s);
-        conv_forward(dinp, dout, wflip, NULL, &g, scratch, per_thread, 1.0f);
-    }
-
-    if (dweight) {
-        const int64_t nw = s->cout * K;
-        PAR_FOR(1)
-        for (int64_t i = 0; i < nw; i++) {
-            float acc = 0.0f;
-            for (int t = 0; t < nt; t++) acc += scratch[t * per_thread + colf + i];
-            dweight[i] += acc;
-        }
+        conv_forward(dinp, dout, wflip, NULL, &g, scratch + s->cin * s->cout * kk,
+                     conv_col_floats(&g), 1.0f);
     }
 }
 
@@ -836,11 +985,11 @@ static void conv_forward_any(float *out, const float *inp, const float *weight,
         if (wino_eligible(s))
             wino_forward(out, inp, weight, false, e, s, scratch, 0.0f);
         else
-            conv_forward(out, inp, weight, e, s, scratch, conv_thread_floats(s), 0.0f);
+            conv_forward(out, inp, weight, e, s, scratch, conv_col_floats(s), 0.0f);
         return;
     }
     const sm_conv_shape g = conv_group_shape(s);
-    const int64_t per_thread = conv_thread_floats(&g);
+    const int64_t per_thread = conv_col_floats(&g);
     const bool wino = wino_eligible(&g);
     for (int64_t gi = 0; gi < conv_groups(s); gi++) {
         conv_epilogue eg = epilogue_slice(e, gi * g.cout);

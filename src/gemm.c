@@ -91,6 +91,15 @@ int sm_threads_get(void)
 #endif
 }
 
+int sm_team_size(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 int sm_thread_id(void)
 {
 #ifdef _OPENMP

@@ -30,6 +30,8 @@ void sm_gemm_naive(bool transa, bool transb, int64_t m, int64_t n, int64_t k, fl
 int sm_threads_set(int n);
 int sm_threads_get(void);
 
-/* Index of the calling thread inside a parallel region (0 outside). */
+/* Index of the calling thread inside a parallel region (0 outside), and the
+ * number of threads in that region (1 outside). */
 int sm_thread_id(void);
+int sm_team_size(void);
 #endif

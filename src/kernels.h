@@ -64,6 +64,10 @@ bool sm_conv_winograd(void);
  * Winograd now. */
 bool sm_conv2d_winograd_applies(const sm_conv_shape *s);
 bool sm_conv2d_winograd_applies_dinp(const sm_conv_shape *s);
+/* Whether the im2col path of s (one group's) runs in shared mode: the threads
+ * together on one chunk of images at a time, because the weights outweigh a
+ * per-thread chunk's columns (see conv.c). */
+bool sm_conv2d_shared_applies(const sm_conv_shape *s);
 
 /* Floats of scratch that forward/backward need with `nthreads` threads. */
 size_t sm_conv2d_scratch_floats(const sm_conv_shape *s, int nthreads);

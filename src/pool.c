@@ -8,6 +8,9 @@
  * kernel; a NaN in a window wins, so NaNs propagate. */
 #include "kernels.h"
 
+#include <math.h>
+#include <string.h>
+
 /* An OpenMP loop (static schedule) that disappears, without an unknown-pragma
  * warning, in a build without OpenMP. */
 #ifdef _OPENMP
@@ -18,6 +21,9 @@
 #endif
 
 #define PAR_MIN 32768
+
+/* Floats of the per-plane buffer of maxpool_phased (on each thread's stack). */
+enum { PHASE_FLOATS = 16384 };
 
 /* Whether v replaces the window's maximum so far bv: larger, or a NaN where
  * bv is not one (the first maximum stays on ties; NaNs propagate). */
@@ -58,6 +64,67 @@ static void maxpool2x2(float *out, int32_t *argmax, const float *inp, int64_t pl
     }
 }
 
+/* Inference (no argmax) on planes whose windows are short rows: a plane is
+ * copied, padded with -inf, into its stride x stride phases, phase (qa, qb)
+ * holding the padded pixels (i*stride + qa, j*stride + qb) in rows of QW =
+ * ow + (k-1)/stride; tap (a, b) of every output is then one element of one
+ * phase at a fixed offset, and each tap is a single loop over the whole plane
+ * (outputs in rows of QW, the last (k-1)/stride of each row unused). The
+ * taps go in scan order and -inf never replaces anything, so the result is
+ * the general loop's bit for bit. */
+static bool maxpool_phased(float *out, const float *inp, int64_t planes, int64_t h, int64_t w,
+                           int64_t k, int64_t st, int64_t pad, int64_t oh, int64_t ow)
+{
+    const int64_t ext = (k - 1) / st, QH = oh + ext, QW = ow + ext;
+    const int64_t qsz = (QH + 1) * QW;   /* a row more: the last taps read past QH rows */
+    if (st > 4 || st * st * qsz + oh * QW > PHASE_FLOATS)
+        return false;
+    PAR_FOR(planes * h * w >= PAR_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        float buf[PHASE_FLOATS];
+        float *acc = buf + st * st * qsz;
+        const float *x = inp + p * h * w;
+        for (int64_t qb = 0; qb < st; qb++) {
+            /* phase column j reads input column j*st + qb - pad: inside for [jl, jh) */
+            int64_t jl = (pad - qb + st - 1) / st, jh = (w + pad - qb + st - 1) / st;
+            if (jl < 0) jl = 0;
+            if (jh > QW) jh = QW;
+            if (jl > jh) jl = jh;
+            for (int64_t qa = 0; qa < st; qa++) {
+                float *q = buf + (qa * st + qb) * qsz;
+                for (int64_t i = 0; i <= QH; i++) {
+                    float *qr = q + i * QW;
+                    int64_t ih = i * st + qa - pad;
+                    if (i == QH || ih < 0 || ih >= h) {
+                        for (int64_t j = 0; j < QW; j++) qr[j] = -INFINITY;
+                        continue;
+                    }
+                    const float *xr = x + ih * w + qb - pad;
+                    for (int64_t j = 0; j < jl; j++) qr[j] = -INFINITY;
+                    for (int64_t j = jl; j < jh; j++) qr[j] = xr[j * st];
+                    for (int64_t j = jh; j < QW; j++) qr[j] = -INFINITY;
+                }
+            }
+        }
+        const int64_t len = oh * QW;
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t b = 0; b < k; b++) {
+                const float *src = buf + ((a % st) * st + b % st) * qsz + (a / st) * QW + b / st;
+                if (a == 0 && b == 0) {
+                    memcpy(acc, src, (size_t)len * sizeof(float));
+                    continue;
+                }
+                for (int64_t i = 0; i < len; i++) {
+                    float v = src[i], bv = acc[i];
+                    acc[i] = max_wins(v, bv) ? v : bv;
+                }
+            }
+        float *y = out + p * oh * ow;
+        for (int64_t i = 0; i < oh; i++) memcpy(y + i * ow, acc + i * QW, (size_t)ow * sizeof(float));
+    }
+    return true;
+}
+
 void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t planes,
                           int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad,
                           int64_t oh, int64_t ow)
@@ -66,6 +133,8 @@ void sm_maxpool2d_forward(float *out, int32_t *argmax, const float *inp, int64_t
         maxpool2x2(out, argmax, inp, planes, h, w, oh, ow);
         return;
     }
+    if (!argmax && maxpool_phased(out, inp, planes, h, w, k, stride, pad, oh, ow))
+        return;
     /* Without argmax (inference), the outputs whose window lies inside the
      * plane, j in [jlo, jhi) of rows i in [ilo, ihi), go tap by tap across a
      * row (a loop that vectorises); the same scan order per output, so the

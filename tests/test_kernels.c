@@ -204,11 +204,12 @@ static void fixture_pool(void)
             th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
             free(out); free(dx);
         }
-    /* the inference path (no argmax: rows of inner windows tap by tap) against
-     * the scan, bit for bit, on data with ties, signed zeros and NaNs */
+    /* the inference paths (no argmax: a plane's stride phases, or, for planes
+     * too large for them, rows of inner windows tap by tap) against the scan,
+     * bit for bit, on data with ties, signed zeros and NaNs */
     static const int64_t pc[][5] = {   /* h, w, k, stride, pad */
         {56, 56, 3, 2, 1}, {7, 9, 3, 2, 1}, {9, 7, 3, 1, 1}, {8, 8, 2, 2, 0}, {11, 13, 5, 3, 2},
-        {5, 5, 3, 1, 0}, {4, 6, 4, 2, 1}, {3, 3, 3, 2, 1}};
+        {5, 5, 3, 1, 0}, {4, 6, 4, 2, 1}, {3, 3, 3, 2, 1}, {130, 128, 3, 2, 1}, {40, 40, 3, 5, 1}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         int64_t h = pc[i][0], w = pc[i][1], k = pc[i][2], st = pc[i][3], pad = pc[i][4], planes = 3;
         int64_t oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1, nx = planes * h * w;
@@ -732,7 +733,7 @@ static void conv_bn_vs_naive(const sm_conv_shape *s, const char *label, const fl
     free(big); free(plain);
 }
 
-static void conv_vs_naive(sm_conv_shape s, int threads)
+static void conv_vs_naive(sm_conv_shape s, int threads, bool want_shared)
 {
     char label[96];
     CHECK(sm_conv_shape_init(&s) == 0);
@@ -740,11 +741,16 @@ static void conv_vs_naive(sm_conv_shape s, int threads)
     /* Winograd F(4x4, 3x3) rounds ~10x more than a direct sum (constants up to
      * 8 and 1/24): ~1e-5 of the largest output; a wrong transform is O(1) off */
     bool wino = sm_conv2d_winograd_applies(&s), wino_dx = sm_conv2d_winograd_applies_dinp(&s);
-    double tol_o = wino ? 3e-4 : TOL, tol_dx = wino_dx ? 3e-4 : TOL;
+    bool shared = sm_conv2d_shared_applies(&s);
+    CHECK(shared == want_shared);   /* each path is tested where it is meant to be */
+    /* dx sums Cout*KH*KW terms per element (512 for a wide 1x1) */
+    double tol_o = wino ? 3e-4 : TOL;
+    double tol_dx = wino_dx ? 3e-4 : fmax(TOL, 1e-6 * sqrt((double)(s.cout * s.kh * s.kw)));
     snprintf(label, sizeof label, "conv N%lld %lldx%lld c%lld->%lld k%lldx%lld s%lld p%lld g%lld t%d%s",
              (long long)s.n, (long long)s.h, (long long)s.w, (long long)s.cin, (long long)s.cout,
              (long long)s.kh, (long long)s.kw, (long long)s.stride, (long long)s.pad,
-             (long long)(s.groups > 1 ? s.groups : 1), threads, wino ? " winograd" : "");
+             (long long)(s.groups > 1 ? s.groups : 1), threads,
+             wino ? " winograd" : shared ? " shared" : "");
     int64_t nx = s.cin * s.n * s.h * s.w, nw = s.cout * (s.cin / (s.groups > 1 ? s.groups : 1)) * s.kh * s.kw;
     int64_t no = s.cout * s.n * s.oh * s.ow;
     /* float sums of K terms differ by ~sqrt(K) roundings between the
@@ -832,13 +838,22 @@ static void fast_vs_naive(void)
         {12, 32, 40, 40, 32, 3, 3, 1, 1}, /* two chunks (9 + 3 images), 100 tiles each */
         {2, 64, 16, 16, 64, 3, 3, 1, 1, 2}, /* grouped: two dense 32 -> 32 */
         {1, 32, 20, 20, 32, 3, 3, 1, 1},  /* 25 tiles: too few, im2col */
+        /* shared mode (more output channels than a per-thread chunk's columns),
+         * from here on: */
+        {4, 64, 4, 4, 256, 3, 3, 1, 1},   /* one chunk; dx as a conv, shared too */
+        {4, 64, 8, 8, 256, 3, 3, 2, 1},   /* strided: dx by col2im */
+        {8, 64, 4, 4, 512, 1, 1, 1, 0},   /* pointwise, in place */
+        {44, 512, 2, 2, 8, 7, 7, 2, 3},   /* two chunks of 22, strided, 1x1 out */
+        {44, 512, 1, 1, 8, 7, 7, 1, 3},   /* two chunks of 22, "same" */
+        {3, 64, 4, 4, 512, 3, 3, 1, 1, 2}, /* grouped: two shared 32 -> 256 */
     };
+    const size_t first_shared = sizeof shapes / sizeof shapes[0] - 6;
     for (int t = 1; t <= 2; t++)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             const int64_t *v = shapes[i];
             sm_conv_shape s = {.n = v[0], .cin = v[1], .h = v[2], .w = v[3], .cout = v[4],
                                .kh = v[5], .kw = v[6], .stride = v[7], .pad = v[8], .groups = v[9]};
-            conv_vs_naive(s, t);
+            conv_vs_naive(s, t, i >= first_shared);
         }
     sm_conv_shape bad = {.n = 1, .cin = 1, .h = 3, .w = 3, .cout = 1, .kh = 5, .kw = 5, .stride = 1, .pad = 0};
     CHECK(sm_conv_shape_init(&bad) == -1);
