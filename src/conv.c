@@ -828,10 +828,21 @@ static void conv_backward_dense(float *dinp, float *dweight, const float *dout, 
         /* wflip (Cin, Cout, KH, KW): wflip[ci][co][i][j] = w[co][ci][KH-1-i][KW-1-j] */
         const int64_t kk = s->kh * s->kw;
         float *wflip = scratch;
-        for (int64_t ci = 0; ci < s->cin; ci++)
-            for (int64_t co = 0; co < s->cout; co++)
-                for (int64_t t = 0; t < kk; t++)
-                    wflip[(ci * s->cout + co) * kk + t] = weight[(co * s->cin + ci) * kk + kk - 1 - t];
+        /* in 16 x 16 (ci, co) blocks, so that reads and writes both stay in
+         * cache lines already fetched (one side is strided by Cin or Cout) */
+        const int64_t cib = (s->cin + 15) / 16, cob = (s->cout + 15) / 16;
+        PAR_FOR(s->cin * s->cout * kk >= 65536)
+        for (int64_t bl = 0; bl < cib * cob; bl++) {
+            const int64_t ci0 = bl / cob * 16, co0 = bl % cob * 16;
+            const int64_t ci1 = ci0 + 16 < s->cin ? ci0 + 16 : s->cin;
+            const int64_t co1 = co0 + 16 < s->cout ? co0 + 16 : s->cout;
+            for (int64_t co = co0; co < co1; co++)
+                for (int64_t ci = ci0; ci < ci1; ci++) {
+                    const float *src = weight + (co * s->cin + ci) * kk;
+                    float *dst = wflip + (ci * s->cout + co) * kk;
+                    for (int64_t t = 0; t < kk; t++) dst[t] = src[kk - 1 - t];
+                }
+        }
         sm_conv_shape g = conv_grad_shape(s);
         conv_forward(dinp, dout, wflip, NULL, &g, scratch + s->cin * s->cout * kk,
                      conv_col_floats(&g), 1.0f);

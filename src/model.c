@@ -910,7 +910,17 @@ const float *sm_model_forward(sm_model *m, const float *x, int64_t n)
     return m->acts[m->nlayers - 1];
 }
 
-void sm_model_zero_grad(sm_model *m) { memset(m->grads, 0, (size_t)m->nparams * sizeof(float)); }
+/* In parallel: 45 MB for ResNet-18, a memory-bound pass that one core does
+ * at well under the machine's bandwidth. */
+void sm_model_zero_grad(sm_model *m)
+{
+    const int64_t blk = 1 << 16, nb = (m->nparams + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (nb > 4)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t lo = b * blk, hi = lo + blk < m->nparams ? lo + blk : m->nparams;
+        memset(m->grads + lo, 0, (size_t)(hi - lo) * sizeof(float));
+    }
+}
 
 /* Backward through the nodes in reverse, given dL/d(output) in the output
  * node's gradient; x is the (C,N,H,W) input of the forward. A gradient is

@@ -204,27 +204,56 @@ static void fixture_pool(void)
             th_close_case(cs, "dx", dx, get(cs, "dx", NULL), nx, TOL);
             free(out); free(dx);
         }
-    /* the inference paths (no argmax: a plane's stride phases, or, for planes
-     * too large for them, rows of inner windows tap by tap) against the scan,
-     * bit for bit, on data with ties, signed zeros and NaNs */
+    /* the fast paths (a plane's stride phases, the 2x2 loop, rows of inner
+     * windows tap by tap for planes too large for phases) against a plain
+     * scan in the test, values bit for bit and argmax equal, with and
+     * without argmax, on data with ties, signed zeros, NaNs and -inf (plane 2
+     * mostly -inf: whole windows of them) */
     static const int64_t pc[][5] = {   /* h, w, k, stride, pad */
         {56, 56, 3, 2, 1}, {7, 9, 3, 2, 1}, {9, 7, 3, 1, 1}, {8, 8, 2, 2, 0}, {11, 13, 5, 3, 2},
-        {5, 5, 3, 1, 0}, {4, 6, 4, 2, 1}, {3, 3, 3, 2, 1}, {130, 128, 3, 2, 1}, {40, 40, 3, 5, 1}};
+        {5, 5, 3, 1, 0}, {4, 6, 4, 2, 1}, {3, 3, 3, 2, 1}, {130, 128, 3, 2, 1}, {40, 40, 3, 5, 1},
+        {9, 9, 2, 2, 1}};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         int64_t h = pc[i][0], w = pc[i][1], k = pc[i][2], st = pc[i][3], pad = pc[i][4], planes = 3;
         int64_t oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1, nx = planes * h * w;
-        float *x = fbuf(nx), *a = fbuf(planes * oh * ow), *b = fbuf(planes * oh * ow);
-        int32_t *am = calloc((size_t)(planes * oh * ow), sizeof(int32_t));
+        int64_t no = planes * oh * ow;
+        float *x = fbuf(nx), *a = fbuf(no), *b = fbuf(no), *r = fbuf(no);
+        int32_t *am = calloc((size_t)no, sizeof(int32_t)), *ram = calloc((size_t)no, sizeof(int32_t));
         for (int64_t j = 0; j < nx; j++) {
-            int r = (int)sm_rng_below(&rng, 16);
-            x[j] = r == 0 ? NAN : r == 1 ? -0.0f : r == 2 ? 0.0f : (float)(r % 5) - 2.0f;
+            int v = (int)sm_rng_below(&rng, 16);
+            if (j >= 2 * h * w && v > 1) v = 3;
+            x[j] = v == 0 ? NAN : v == 1 ? -0.0f : v == 2 ? 0.0f : v == 3 ? -INFINITY
+                                                 : (float)(v % 5) - 2.0f;
         }
+        for (int64_t p = 0; p < planes; p++)   /* the reference: first maximum in scan order, NaN wins */
+            for (int64_t oi = 0; oi < oh; oi++)
+                for (int64_t oj = 0; oj < ow; oj++) {
+                    int64_t best = -1;
+                    float bv = 0.0f;
+                    for (int64_t ki = 0; ki < k; ki++)
+                        for (int64_t kj = 0; kj < k; kj++) {
+                            int64_t ih = oi * st - pad + ki, iw = oj * st - pad + kj;
+                            if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                            float v = x[p * h * w + ih * w + iw];
+                            if (best < 0 || v > bv || (isnan(v) && !isnan(bv))) {
+                                bv = v;
+                                best = ih * w + iw;
+                            }
+                        }
+                    r[(p * oh + oi) * ow + oj] = bv;
+                    ram[(p * oh + oi) * ow + oj] = (int32_t)best;
+                }
         sm_maxpool2d_forward(a, am, x, planes, h, w, k, st, pad, oh, ow);
         sm_maxpool2d_forward(b, NULL, x, planes, h, w, k, st, pad, oh, ow);
-        CHECKF(memcmp(a, b, (size_t)(planes * oh * ow) * sizeof(float)) == 0,
-               "maxpool %lldx%lld k%lld s%lld p%lld: output without argmax differs", (long long)h,
-               (long long)w, (long long)k, (long long)st, (long long)pad);
-        free(x); free(a); free(b); free(am);
+        int64_t bad = 0;
+        for (int64_t j = 0; j < no; j++) bad += am[j] != ram[j];
+        CHECKF(memcmp(a, r, (size_t)no * sizeof(float)) == 0 && bad == 0,
+               "maxpool %lldx%lld k%lld s%lld p%lld: output or %lld argmax differ from the scan",
+               (long long)h, (long long)w, (long long)k, (long long)st, (long long)pad, (long long)bad);
+        CHECKF(memcmp(b, r, (size_t)no * sizeof(float)) == 0,
+               "maxpool %lldx%lld k%lld s%lld p%lld: output without argmax differs from the scan",
+               (long long)h, (long long)w, (long long)k, (long long)st, (long long)pad);
+        free(x); free(a); free(b); free(r); free(am); free(ram);
     }
     for (int kind = 0; kind < 2; kind++) {
         const char *cs = kind ? "flatten0" : "gap0";
