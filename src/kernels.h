@@ -135,7 +135,8 @@ void sm_relu_forward(float *out, const float *inp, int64_t n);
 /* dinp += dout where out > 0 (the subgradient at 0 is 0, as PyTorch). */
 void sm_relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
 /* ReLU6 = min(max(x, 0), 6) (torch.nn.ReLU6, i.e. hardtanh(x, 0, 6)): dinp +=
- * dout where 0 < x < 6 (PyTorch's hardtanh backward: 0 at both kinks). */
+ * dout where 0 < x < 6 (PyTorch's hardtanh backward: 0 at both kinks). The
+ * output y may stand for x: 0 < y < 6 exactly where 0 < x < 6. */
 void sm_relu6_forward(float *out, const float *inp, int64_t n);
 void sm_relu6_backward(float *dinp, const float *dout, const float *inp, int64_t n);
 /* Hardswish = x * min(max(x + 3, 0), 6) / 6 (torch.nn.Hardswish); its

@@ -163,7 +163,7 @@ static void conv_backward(sm_layer *l, const sm_lctx *c, const float *const *in,
 
 static const struct sm_layer_ops conv_ops = {
     "conv", "k s p g bias init", 1, 1, conv_build, conv_plan, conv_init, conv_forward,
-    conv_backward};
+    conv_backward, false, true};
 
 /* ------------------------------------------------------------------ batch norm
  * "bn" works on either layout: BatchNorm2d on (C,N,H,W), BatchNorm1d on (N,F).
@@ -235,7 +235,7 @@ static void bn_backward(sm_layer *l, const sm_lctx *c, const float *const *in, c
 }
 
 static const struct sm_layer_ops bn_ops = {
-    "bn", "eps momentum", 1, 1, bn_build, bn_plan, bn_init, bn_forward, bn_backward};
+    "bn", "eps momentum", 1, 1, bn_build, bn_plan, bn_init, bn_forward, bn_backward, false, true};
 
 /* ------------------------------------------------------------------ activations */
 static sm_status same_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
@@ -255,8 +255,8 @@ static void none_plan(const sm_layer *l, int64_t n, int nthreads, size_t *save, 
 static void none_init(sm_layer *l, const sm_lctx *c, uint64_t seed) { (void)l; (void)c; (void)seed; }
 
 /* An elementwise activation: forward f(x); backward from x or from the
- * output y, as its kernel wants. */
-#define ELEMENTWISE(kind, keyname, fwd, bwd, from)                                                \
+ * output y, as its kernel wants; those that need only y may run in place. */
+#define ELEMENTWISE(kind, keyname, fwd, bwd, from, inplace)                                       \
     static void kind##_forward(sm_layer *l, const sm_lctx *c, const float *const *in, float *out, \
                                int64_t n)                                                         \
     {                                                                                             \
@@ -271,13 +271,15 @@ static void none_init(sm_layer *l, const sm_lctx *c, uint64_t seed) { (void)l; (
         if (din[0]) bwd(din[0], dout, from, n * sm_ashape_numel(l->in));                          \
     }                                                                                             \
     static const struct sm_layer_ops kind##_ops = {keyname, "", 1, 1, same_build, none_plan,      \
-                                                   none_init, kind##_forward, kind##_backward};
+                                                   none_init, kind##_forward, kind##_backward,    \
+                                                   inplace, false};
 
-ELEMENTWISE(relu, "relu", sm_relu_forward, sm_relu_backward, out)
-ELEMENTWISE(relu6, "relu6", sm_relu6_forward, sm_relu6_backward, in[0])
-ELEMENTWISE(hardswish, "hardswish", sm_hardswish_forward, sm_hardswish_backward, in[0])
-ELEMENTWISE(hardsigmoid, "hardsigmoid", sm_hardsigmoid_forward, sm_hardsigmoid_backward, in[0])
-ELEMENTWISE(sigmoid, "sigmoid", sm_sigmoid_forward, sm_sigmoid_backward, out)
+ELEMENTWISE(relu, "relu", sm_relu_forward, sm_relu_backward, out, true)
+/* 0 < y < 6 exactly where 0 < x < 6, so ReLU6's backward can read y */
+ELEMENTWISE(relu6, "relu6", sm_relu6_forward, sm_relu6_backward, out, true)
+ELEMENTWISE(hardswish, "hardswish", sm_hardswish_forward, sm_hardswish_backward, in[0], false)
+ELEMENTWISE(hardsigmoid, "hardsigmoid", sm_hardsigmoid_forward, sm_hardsigmoid_backward, in[0], false)
+ELEMENTWISE(sigmoid, "sigmoid", sm_sigmoid_forward, sm_sigmoid_backward, out, true)
 
 static sm_status prelu_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
 {
@@ -311,7 +313,7 @@ static void prelu_backward(sm_layer *l, const sm_lctx *c, const float *const *in
 }
 
 static const struct sm_layer_ops prelu_ops = {
-    "prelu", "", 1, 1, prelu_build, none_plan, prelu_init, prelu_forward, prelu_backward};
+    "prelu", "", 1, 1, prelu_build, none_plan, prelu_init, prelu_forward, prelu_backward, false, false};
 
 /* ------------------------------------------------------------------ dropout
  * "dropout" drops single elements, "dropout2d" whole channels of one sample.
@@ -373,10 +375,10 @@ static void dropout_backward(sm_layer *l, const sm_lctx *c, const float *const *
 }
 
 static const struct sm_layer_ops dropout_ops = {
-    "dropout", "p", 1, 1, dropout_build, dropout_plan, none_init, dropout_forward, dropout_backward};
+    "dropout", "p", 1, 1, dropout_build, dropout_plan, none_init, dropout_forward, dropout_backward, false, false};
 static const struct sm_layer_ops dropout2d_ops = {
     "dropout2d", "p", 1, 1, dropout_build, dropout_plan, none_init, dropout_forward,
-    dropout_backward};
+    dropout_backward, false, false};
 
 /* ------------------------------------------------------------------ pooling */
 static sm_status pool_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
@@ -425,7 +427,7 @@ static void maxpool_backward(sm_layer *l, const sm_lctx *c, const float *const *
 
 static const struct sm_layer_ops maxpool_ops = {
     "maxpool", "k s p", 1, 1, pool_build, maxpool_plan, none_init, maxpool_forward,
-    maxpool_backward};
+    maxpool_backward, false, false};
 
 static void avgpool_forward(sm_layer *l, const sm_lctx *c, const float *const *in, float *out,
                             int64_t n)
@@ -445,7 +447,7 @@ static void avgpool_backward(sm_layer *l, const sm_lctx *c, const float *const *
 }
 
 static const struct sm_layer_ops avgpool_ops = {
-    "avgpool", "k s p", 1, 1, pool_build, none_plan, none_init, avgpool_forward, avgpool_backward};
+    "avgpool", "k s p", 1, 1, pool_build, none_plan, none_init, avgpool_forward, avgpool_backward, false, false};
 
 /* adaptive_avgpool OH [OW]: torch.nn.AdaptiveAvgPool2d((OH, OW)); OW
  * defaults to OH */
@@ -478,7 +480,7 @@ static void adaptive_backward(sm_layer *l, const sm_lctx *c, const float *const 
 
 static const struct sm_layer_ops adaptive_ops = {
     "adaptive_avgpool", "", 1, 1, adaptive_build, none_plan, none_init, adaptive_forward,
-    adaptive_backward};
+    adaptive_backward, false, false};
 
 /* ------------------------------------------------------------------ gap, flatten */
 static sm_status gap_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
@@ -504,7 +506,7 @@ static void gap_backward(sm_layer *l, const sm_lctx *c, const float *const *in, 
 }
 
 static const struct sm_layer_ops gap_ops = {
-    "gap", "", 1, 1, gap_build, none_plan, none_init, gap_forward, gap_backward};
+    "gap", "", 1, 1, gap_build, none_plan, none_init, gap_forward, gap_backward, false, false};
 
 static sm_status flatten_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
 {
@@ -533,7 +535,7 @@ static void flatten_backward(sm_layer *l, const sm_lctx *c, const float *const *
 }
 
 static const struct sm_layer_ops flatten_ops = {
-    "flatten", "", 1, 1, flatten_build, none_plan, none_init, flatten_forward, flatten_backward};
+    "flatten", "", 1, 1, flatten_build, none_plan, none_init, flatten_forward, flatten_backward, false, false};
 
 /* ------------------------------------------------------------------ linear */
 static sm_status linear_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
@@ -569,7 +571,7 @@ static void linear_backward(sm_layer *l, const sm_lctx *c, const float *const *i
 
 static const struct sm_layer_ops linear_ops = {
     "linear", "bias init", 1, 1, linear_build, none_plan, linear_init, linear_forward,
-    linear_backward};
+    linear_backward, false, false};
 
 /* ------------------------------------------------------------------ l2norm */
 static sm_status l2norm_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
@@ -603,7 +605,7 @@ static void l2norm_backward(sm_layer *l, const sm_lctx *c, const float *const *i
 }
 
 static const struct sm_layer_ops l2norm_ops = {
-    "l2norm", "", 1, 1, l2norm_build, l2norm_plan, none_init, l2norm_forward, l2norm_backward};
+    "l2norm", "", 1, 1, l2norm_build, l2norm_plan, none_init, l2norm_forward, l2norm_backward, false, false};
 
 /* ------------------------------------------------------------------ add, concat
  * add: the elementwise sum of inputs of one shape (a residual connection).
@@ -643,7 +645,7 @@ static void add_backward(sm_layer *l, const sm_lctx *c, const float *const *in, 
 }
 
 static const struct sm_layer_ops add_ops = {
-    "add", "", 2, 64, add_build, none_plan, none_init, add_forward, add_backward};
+    "add", "", 2, 64, add_build, none_plan, none_init, add_forward, add_backward, false, true};
 
 static sm_status concat_build(sm_layer *l, sm_model *m, const sm_ashape *ins, sm_err *err)
 {
@@ -704,7 +706,7 @@ static void concat_backward(sm_layer *l, const sm_lctx *c, const float *const *i
 }
 
 static const struct sm_layer_ops concat_ops = {
-    "concat", "", 2, 64, concat_build, none_plan, none_init, concat_forward, concat_backward};
+    "concat", "", 2, 64, concat_build, none_plan, none_init, concat_forward, concat_backward, false, false};
 
 /* ------------------------------------------------------------------ inference
  * In eval mode a batch norm is a fixed per-channel affine map, so after a conv

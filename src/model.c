@@ -774,6 +774,19 @@ static sm_status plan_tmp_new(plan_tmp *t, int nodes, bool grads, sm_err *err)
     return SM_OK;
 }
 
+/* The node whose activation node i's output shares in a training plan, or -1
+ * (see sm_layer_ops.inplace): only one level deep, since an in-place node's
+ * own backward reads its output. */
+static int train_alias(const sm_model *m, int i)
+{
+    const sm_layer *l = &m->layers[i];
+    if (!l->ops->inplace || l->nin != 1 || l->inp[0] < 0) return -1;
+    const sm_layer *p = &m->layers[l->inp[0]];
+    if (!p->ops->out_unread || p->nreaders != 1 || sm_ashape_numel(p->out) != sm_ashape_numel(l->out))
+        return -1;
+    return l->inp[0];
+}
+
 sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err)
 {
     if (n <= 0) return sm_fail(err, SM_ERR_ARG, "batch size must be positive (got %lld)", (long long)n);
@@ -788,7 +801,15 @@ sm_status sm_model_plan(sm_model *m, int64_t n, sm_err *err)
      * a gradient is taken at its last reader's backward (the first to add
      * into it) and given back after its producer's own backward */
     size_t fixed = 0;
-    for (int i = 0; i < N; i++) { t.off[i] = fixed; fixed += t.act[i] + t.sv[i]; }
+    for (int i = 0; i < N; i++) {
+        int j = train_alias(m, i);
+        if (j >= 0 && t.sv[i] == 0) {   /* in place: the output is the input's memory */
+            t.off[i] = t.off[j];
+            continue;
+        }
+        t.off[i] = fixed;
+        fixed += t.act[i] + t.sv[i];
+    }
     slots g = {t.soff, t.slen, 0, 0};
     t.goff[N - 1] = slot_take(&g, t.act[N - 1]);
     for (int i = N - 1; i >= 0; i--) {

@@ -71,6 +71,12 @@ struct sm_layer_ops {
      * parameter gradients accumulate (+=) */
     void (*backward)(sm_layer *l, const sm_lctx *c, const float *const *in, const float *out,
                      const float *dout, float *const *din, int64_t n);
+    /* Training plans let an in-place node's output share its input's memory
+     * when that input has no other reader and its producer's backward never
+     * reads its own output (out_unread): the node is elementwise and its
+     * backward reads only its output (a ReLU after a batch norm). */
+    bool inplace;
+    bool out_unread;
 };
 
 /* A node of the graph: a layer, its inputs (earlier nodes, -1 the model
