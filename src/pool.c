@@ -31,9 +31,7 @@ enum { PHASE_FLOATS = 4096 };
  * bv is not one (the first maximum stays on ties; NaNs propagate). */
 static inline bool max_wins(float v, float bv) { return v > bv || (v != v && bv == bv); }
 
-/* The common 2x2/2 case without the generic window bookkeeping; same result
- * (first maximum on ties, NaN wins) as the general loop. */
-
+/* One tap of a window with its index: the running maximum bv at *bi. */
 static inline void max_step(float v, int32_t idx, float *bv, int32_t *bi)
 {
     if (max_wins(v, *bv)) {
@@ -42,6 +40,8 @@ static inline void max_step(float v, int32_t idx, float *bv, int32_t *bi)
     }
 }
 
+/* The common 2x2/2 case without the generic window bookkeeping; same result
+ * (first maximum on ties, NaN wins) as the general loop. */
 static void maxpool2x2(float *out, int32_t *argmax, const float *inp, int64_t planes, int64_t h,
                        int64_t w, int64_t oh, int64_t ow)
 {
